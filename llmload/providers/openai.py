@@ -1,0 +1,153 @@
+"""OpenAI adapter (and every OpenAI-compatible server: vLLM, TGI, llama.cpp, LiteLLM) on the official SDK.
+
+Terminal event: the SDK consumes ``data: [DONE]`` itself and hides it, so the adapter treats a chunk with a
+``finish_reason`` as the protocol's end-of-answer marker and ends the request when the SDK's iterator finishes
+(at ``[DONE]``, or at EOF for servers such as ``transformers serve`` that send none). A stream with no
+``finish_reason`` chunk is truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+
+from llmload.errors import ErrorKind, RequestError
+from llmload.providers.base import Provider, classify_exception
+from llmload.types import ChatRequest, ContentDelta, EmbeddingRequest, StreamEnd, StreamEvent, UsageReport
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+    default_model = "gpt-4o-mini"
+    default_embedding_model = "text-embedding-3-small"
+    api_key_env = "OPENAI_API_KEY"
+    base_url_env = "OPENAI_BASE_URL"
+    emulator_protocol = "openai"
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.client = openai.OpenAI(
+            base_url=settings.base_url,
+            api_key=settings.api_key.reveal() if settings.api_key else "llmload-no-key",
+            max_retries=0,
+            timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+        )
+        # The SDK imports resource modules on first attribute access (~100 ms); do it now, outside any TTFT.
+        self.completions = self.client.chat.completions
+        self.embeddings = self.client.embeddings
+
+    @classmethod
+    def emulator_base_url(cls, emulator_url: str) -> str:
+        return f"{emulator_url}/v1"
+
+    def chat(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": _messages(request),
+            "max_tokens": request.max_tokens,
+        }
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.tools:
+            kwargs["tools"] = [
+                {"type": "function", "function": {"name": t["name"], "description": t.get("description", ""),
+                                                  "parameters": t.get("parameters", {"type": "object"})}}
+                for t in request.tools
+            ]
+        try:
+            if request.stream:
+                yield from self._stream(kwargs)
+            else:
+                yield from self._complete(kwargs)
+        except RequestError:
+            raise
+        except Exception as exc:
+            raise classify_exception(exc) from None
+
+    def _stream(self, kwargs: dict[str, Any]) -> Iterator[StreamEvent]:
+        stream = self.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+        finish: str | None = None
+        tool_calls: dict[int, dict[str, str]] = {}
+        with stream:
+            for chunk in stream:
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    reasoning = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+                    if isinstance(reasoning, str) and reasoning:
+                        yield ContentDelta(reasoning, "reasoning")
+                    if delta.content:
+                        yield ContentDelta(delta.content)
+                    for call in delta.tool_calls or ():
+                        entry = tool_calls.setdefault(call.index, {"name": "", "arguments": ""})
+                        if call.function is not None:
+                            entry["name"] = call.function.name or entry["name"]
+                            if call.function.arguments:
+                                entry["arguments"] += call.function.arguments
+                                yield ContentDelta(call.function.arguments, "tool_args")
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+                if chunk.usage is not None:
+                    yield _usage(chunk.usage)
+        if finish is None:
+            raise RequestError(ErrorKind.TRUNCATED_STREAM, "stream ended without a finish_reason chunk")
+        yield StreamEnd(finish, tool_calls=list(tool_calls.values()))
+
+    def _complete(self, kwargs: dict[str, Any]) -> Iterator[StreamEvent]:
+        response = self.completions.create(**kwargs)
+        if not response.choices:
+            raise RequestError(ErrorKind.MALFORMED_STREAM, "response has no choices")
+        choice = response.choices[0]
+        message = choice.message
+        if message.content:
+            yield ContentDelta(message.content)
+        calls = [
+            {"name": c.function.name, "arguments": c.function.arguments}
+            for c in (message.tool_calls or ())
+            if getattr(c, "function", None) is not None
+        ]
+        for call in calls:
+            yield ContentDelta(call["arguments"], "tool_args")
+        if response.usage is not None:
+            yield _usage(response.usage)
+        yield StreamEnd(choice.finish_reason, tool_calls=calls)
+
+    def embed(self, request: EmbeddingRequest) -> Iterator[StreamEvent]:
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "input": request.inputs,
+            "encoding_format": request.encoding_format,
+        }
+        if request.dimensions:
+            kwargs["dimensions"] = request.dimensions
+        try:
+            response = self.embeddings.create(**kwargs)
+        except Exception as exc:
+            raise classify_exception(exc) from None
+        if len(response.data) != len(request.inputs):
+            raise RequestError(
+                ErrorKind.MALFORMED_STREAM, f"asked for {len(request.inputs)} embeddings, got {len(response.data)}"
+            )
+        yield UsageReport(input_tokens=response.usage.prompt_tokens, output_tokens=0)
+        yield StreamEnd("stop", embeddings=len(response.data))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _messages(request: ChatRequest) -> list[dict[str, Any]]:
+    if request.system:
+        return [{"role": "system", "content": request.system}, *request.messages]
+    return list(request.messages)
+
+
+def _usage(usage: Any) -> UsageReport:
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    return UsageReport(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cached_input_tokens=(getattr(prompt_details, "cached_tokens", 0) or 0) if prompt_details else 0,
+        reasoning_tokens=(getattr(completion_details, "reasoning_tokens", 0) or 0) if completion_details else 0,
+    )

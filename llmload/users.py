@@ -1,0 +1,88 @@
+"""Locust User classes that drive provider SDKs and report every request through Locust's events.
+
+For each request a user fires, on ``environment.events.request``:
+
+* one entry for the whole request (``request_type`` = endpoint, response time = e2e latency), carrying the exact
+  :class:`~llmload.metrics.RequestRecord` in ``context`` for llmload's recorder;
+* for streamed calls, one ``TTFT`` entry (response time = TTFT) and one ``ITL`` entry (response time = the
+  request's mean inter-token gap), so Locust's own UI, CSV and distributed stats show them too.
+
+Locust rounds response times in its stats tables; llmload's reported percentiles come from the exact records.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, ClassVar
+
+from locust import User, task
+from locust.env import Environment
+
+from llmload import plugin
+from llmload.errors import LLMLoadError
+from llmload.metrics import RequestRecord
+from llmload.recorder import CONTEXT_KEY
+from llmload.workload import execute
+
+
+class RequestFailure(Exception):
+    """What Locust's failure table shows: the error kind and status, never secrets or unbounded text."""
+
+
+def report(environment: Environment, record: RequestRecord) -> None:
+    """Fire the Locust events for one measured request."""
+    name = f"{record.provider}:{record.model}:{record.scenario}"
+    failure = None
+    if not record.ok:
+        status = f" (HTTP {record.status_code})" if record.status_code else ""
+        failure = RequestFailure(f"{record.error_kind}{status}")
+    fire = environment.events.request.fire
+    fire(
+        request_type=record.endpoint,
+        name=name,
+        response_time=record.e2e_ms,
+        response_length=record.output_tokens,
+        exception=failure,
+        context={CONTEXT_KEY: record},
+    )
+    if record.ok and record.ttft_ms is not None:
+        fire(request_type="TTFT", name=name, response_time=record.ttft_ms, response_length=0, exception=None, context={})
+        if record.itl_ms:
+            mean_itl = sum(record.itl_ms) / len(record.itl_ms)
+            fire(request_type="ITL", name=name, response_time=mean_itl, response_length=0, exception=None, context={})
+
+
+class LLMUser(User):
+    """A closed-loop user: sends a scenario request, waits ``--think-time``, repeats."""
+
+    abstract = True
+    default_scenarios: ClassVar[str] = "simple_query"
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.rng = random.Random()
+        self.session: plugin.Session | None = None
+        self.provider: Any = None
+
+    def wait_time(self) -> float:
+        return self.session.think_time_s if self.session is not None else 0.0
+
+    def on_start(self) -> None:
+        try:
+            self.session = plugin.session_for(self.environment, self.default_scenarios)
+            self.provider = self.session.new_provider()
+        except LLMLoadError as exc:
+            plugin.fail_run(self.environment, str(exc))
+            raise
+        self.rng.seed(id(self))
+
+    @task
+    def call(self) -> None:
+        assert self.session is not None
+        scenario = self.session.pick_scenario(self.rng)
+        record = execute(self.provider, scenario, self.session.model, self.rng)
+        report(self.environment, record)
+
+    def on_stop(self) -> None:
+        if self.provider is not None:
+            self.provider.close()
