@@ -24,7 +24,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	@for f in scripts/test-deps.d/*.sh; do [ -e "$$f" ] || continue; bash "$$f" || exit 1; done
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q -m "not accuracy"
+	$(BIN)/python -m pytest -q -m accuracy
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

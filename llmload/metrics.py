@@ -3,16 +3,21 @@
 Every adapter yields normalized events (``llmload.types``); :func:`measure` timestamps them as they arrive and
 turns one request into one :class:`RequestRecord`. The definitions below are the contract:
 
+Request start
+    The moment the SDK hands the fully built HTTP request to its transport, marked by the adapter's transport hook
+    calling :func:`mark_sent` (httpx ``request`` event hook, botocore ``before-send``). SDK-side request building
+    is client preparation, not latency, and under load it would queue behind other users' CPU work. Connection
+    setup (TCP, TLS) comes after the mark and counts. Adapters without a hook fall back to the first ``next()``
+    on their event iterator, which is when the SDK call is made.
 TTFT (``ttft_ms``)
-    From just before the request is sent (the first ``next()`` on the adapter's event iterator, which is when the
-    SDK call is made) to the arrival of the first chunk carrying generated content: text, tool-call arguments or
-    reasoning. Role-only or empty chunks never count. Only defined for streamed calls.
+    From the request start to the arrival of the first chunk carrying generated content: text, tool-call
+    arguments or reasoning. Role-only or empty chunks never count. Only defined for streamed calls.
 ITL (``itl_ms``)
     The gaps between consecutive content-bearing chunks of one stream, in arrival order.
 TPOT (``tpot_ms``)
     ``(e2e − TTFT) / (output tokens − 1)``; undefined with fewer than two output tokens.
 e2e latency (``e2e_ms``)
-    From the same start as TTFT to the stream's terminal event (``StreamEnd``). A stream that ends without its
+    From the request start to the stream's terminal event (``StreamEnd``). A stream that ends without its
     terminal event is an error of kind ``truncated_stream``, never a success.
 Output tokens
     The provider's reported usage when present; otherwise an estimate from the received text, and
@@ -28,6 +33,7 @@ Throughput (requests/s, output tokens/s over the measured window) is computed fr
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -38,6 +44,16 @@ from llmload.types import ContentDelta, StreamEnd, StreamEvent, UsageReport
 
 clock = time.perf_counter
 """Monotonic high-resolution clock used for every duration."""
+
+
+_current = threading.local()
+"""Per-greenlet (gevent patches ``threading.local``) slot for the request start of the request being measured."""
+
+
+def mark_sent(*_: Any, **__: Any) -> None:
+    """Transport hook: the SDK is handing its built request to the transport now. Safe to call anywhere."""
+    if getattr(_current, "sent_at", 0.0) is None:
+        _current.sent_at = clock()
 
 
 def estimate_tokens(text: str) -> int:
@@ -115,6 +131,7 @@ def measure(
     ``scheduled_at`` is the ``clock()`` value the request was due at, for open-loop arrivals.
     """
     started_at = time.time()
+    _current.sent_at = None
     start = clock()
     first_content: float | None = None
     last_content: float | None = None
@@ -149,6 +166,11 @@ def measure(
         if close is not None:
             close()
     finished = clock()
+    sent_at = _current.sent_at
+    _current.sent_at = 0.0
+    if sent_at is not None and sent_at <= (first_content if first_content is not None else finished):
+        started_at += sent_at - start
+        start = sent_at
 
     text = "".join(pieces)
     record = RequestRecord(

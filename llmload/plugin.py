@@ -52,6 +52,9 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--scenario", default="", help="Comma-separated scenario names from the scenarios file")
     group.add_argument("--scenarios-file", default="", help="Scenarios YAML (default: config/scenarios.yaml)")
     group.add_argument("--think-time", type=float, default=0.0, help="Seconds each user waits between requests")
+    group.add_argument(
+        "--start-jitter", type=float, default=0.5, help="Each user waits a random 0..N s before its first request"
+    )
     group.add_argument("--request-timeout", type=float, default=60.0, help="Per-read timeout of SDK calls, seconds")
     group.add_argument(
         "--emulator",
@@ -83,9 +86,23 @@ class Session:
     model: str
     scenarios: list[BenchmarkScenario]
     think_time_s: float
+    start_jitter_s: float = 0.0
 
-    def new_provider(self) -> Provider:
-        return self.provider_cls(self.settings)
+    _provider: Provider | None = None
+
+    @property
+    def provider(self) -> Provider:
+        """One SDK client per process, shared by every user: building a client costs ~25 ms of CPU (SSL context,
+        pools), which would block the event loop mid-run and bunch users into lock-step if each user built its own.
+        The SDK clients are safe to share and pool their connections."""
+        if self._provider is None:
+            self._provider = self.provider_cls(self.settings)
+        return self._provider
+
+    def close(self) -> None:
+        if self._provider is not None:
+            self._provider.close()
+            self._provider = None
 
     def pick_scenario(self, rng: random.Random) -> BenchmarkScenario:
         if len(self.scenarios) == 1:
@@ -208,6 +225,7 @@ def session_for(environment: Environment, default_scenarios: str) -> Session:
         model=opts.model or cls.default_model,
         scenarios=load_and_select_scenarios(opts, default_scenarios),
         think_time_s=opts.think_time,
+        start_jitter_s=max(0.0, opts.start_jitter),
     )
     st.sessions[default_scenarios] = session
     return session
@@ -233,7 +251,7 @@ def on_init(environment: Environment, **_: Any) -> None:
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_: Any) -> None:
     st = state(environment)
-    st.sessions.clear()
+    close_sessions(st)
     if isinstance(environment.runner, WorkerRunner):
         return
     try:
@@ -268,6 +286,12 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
         gevent.spawn(_finalize_after_flush, environment)
     elif isinstance(runner, LocalRunner) or runner is None:
         finalize(environment)
+
+
+def close_sessions(st: State) -> None:
+    for session in st.sessions.values():
+        session.close()
+    st.sessions.clear()
 
 
 def _finalize_after_flush(environment: Environment) -> None:

@@ -195,7 +195,9 @@ class BenchmarkResult:
     partial: bool = False
 
     def __post_init__(self) -> None:
-        _require(0.0 <= self.error_rate <= 1.0, f"BenchmarkResult.error_rate must be within [0, 1], got {self.error_rate}")
+        _require(
+            0.0 <= self.error_rate <= 1.0, f"BenchmarkResult.error_rate must be within [0, 1], got {self.error_rate}"
+        )
         _require(
             self.requests_total == self.requests_ok + self.requests_failed,
             "BenchmarkResult.requests_total must equal requests_ok + requests_failed",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
+import gevent
 from locust import User, task
 from locust.env import Environment
 
@@ -46,10 +47,10 @@ def report(environment: Environment, record: RequestRecord) -> None:
         context={CONTEXT_KEY: record},
     )
     if record.ok and record.ttft_ms is not None:
-        fire(request_type="TTFT", name=name, response_time=record.ttft_ms, response_length=0, exception=None, context={})
+        fire(request_type="TTFT", name=name, response_time=record.ttft_ms, response_length=0, context={})
         if record.itl_ms:
             mean_itl = sum(record.itl_ms) / len(record.itl_ms)
-            fire(request_type="ITL", name=name, response_time=mean_itl, response_length=0, exception=None, context={})
+            fire(request_type="ITL", name=name, response_time=mean_itl, response_length=0, context={})
 
 
 class LLMUser(User):
@@ -70,11 +71,15 @@ class LLMUser(User):
     def on_start(self) -> None:
         try:
             self.session = plugin.session_for(self.environment, self.default_scenarios)
-            self.provider = self.session.new_provider()
+            self.provider = self.session.provider
         except LLMLoadError as exc:
             plugin.fail_run(self.environment, str(exc))
             raise
         self.rng.seed(id(self))
+        # Users that start together and meet identical latencies stay in lock-step forever, and then every
+        # request queues behind the others' client-side work. A random start offset (outside any measurement)
+        # spreads them the way independent clients are spread.
+        gevent.sleep(self.rng.uniform(0.0, self.session.start_jitter_s))
 
     @task
     def call(self) -> None:
@@ -82,7 +87,3 @@ class LLMUser(User):
         scenario = self.session.pick_scenario(self.rng)
         record = execute(self.provider, scenario, self.session.model, self.rng)
         report(self.environment, record)
-
-    def on_stop(self) -> None:
-        if self.provider is not None:
-            self.provider.close()

@@ -51,11 +51,13 @@ class MockConfiguration:
             raise ConfigError(f"emulator output-tokens must be >= 1, got {self.output_tokens}")
         for name in ("error_rate", "quality"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"emulator {name.replace('_', '-')} must be within [0, 1], got {getattr(self, name)}")
+                value = getattr(self, name)
+                raise ConfigError(f"emulator {name.replace('_', '-')} must be within [0, 1], got {value}")
         unknown = set(self.fault_weights) - set(FAULTS)
         if unknown:
             raise ConfigError(f"unknown emulator fault {sorted(unknown)[0]!r}; known: {', '.join(FAULTS)}")
-        if any(w < 0 for w in self.fault_weights.values()) or (self.error_rate and not sum(self.fault_weights.values())):
+        weights = self.fault_weights.values()
+        if any(w < 0 for w in weights) or (self.error_rate and not sum(weights)):
             raise ConfigError("emulator fault weights must be >= 0 and not all zero")
 
     @property

@@ -232,7 +232,10 @@ class OpenAIProtocol(Protocol):
 
     async def models(self, _: web.Request) -> web.Response:
         return web.json_response(
-            {"object": "list", "data": [{"id": "emulated-model", "object": "model", "created": 0, "owned_by": "llmload"}]}
+            {
+                "object": "list",
+                "data": [{"id": "emulated-model", "object": "model", "created": 0, "owned_by": "llmload"}],
+            }
         )
 
 

@@ -46,7 +46,7 @@ async def serve(protocol: str, config: MockConfiguration, host: str = "127.0.0.1
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
     await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # noqa: SLF001 - aiohttp exposes no getter
+    sockets = site._server.sockets if site._server is not None else []  # aiohttp exposes no getter for the bound port
     bound_port = sockets[0].getsockname()[1] if sockets else port
     print(f"{READY_PREFIX}http://{host}:{bound_port}", flush=True)
     stop = asyncio.Event()

@@ -14,7 +14,9 @@ from typing import Any
 import openai
 
 from llmload.errors import ErrorKind, RequestError
+from llmload.metrics import mark_sent
 from llmload.providers.base import Provider, classify_exception
+from llmload.secrets import redact
 from llmload.types import ChatRequest, ContentDelta, EmbeddingRequest, StreamEnd, StreamEvent, UsageReport
 
 
@@ -33,6 +35,7 @@ class OpenAIProvider(Provider):
             api_key=settings.api_key.reveal() if settings.api_key else "llmload-no-key",
             max_retries=0,
             timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [mark_sent]}),
         )
         # The SDK imports resource modules on first attribute access (~100 ms); do it now, outside any TTFT.
         self.completions = self.client.chat.completions
@@ -64,7 +67,7 @@ class OpenAIProvider(Provider):
         except RequestError:
             raise
         except Exception as exc:
-            raise classify_exception(exc) from None
+            raise _classify(exc) from None
 
     def _stream(self, kwargs: dict[str, Any]) -> Iterator[StreamEvent]:
         stream = self.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
@@ -124,7 +127,7 @@ class OpenAIProvider(Provider):
         try:
             response = self.embeddings.create(**kwargs)
         except Exception as exc:
-            raise classify_exception(exc) from None
+            raise _classify(exc) from None
         if len(response.data) != len(request.inputs):
             raise RequestError(
                 ErrorKind.MALFORMED_STREAM, f"asked for {len(request.inputs)} embeddings, got {len(response.data)}"
@@ -134,6 +137,18 @@ class OpenAIProvider(Provider):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _classify(exc: Exception) -> RequestError:
+    """An in-stream ``data: {"error": ...}`` event arrives as a bare APIError with no status: classify by its type."""
+    if type(exc) is openai.APIError:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        err_type = str(body.get("type") or body.get("code") or "")
+        kind = ErrorKind.RATE_LIMITED if "rate" in err_type or err_type == "requests" else ErrorKind.SERVER_ERROR
+        if "overloaded" in err_type:
+            kind = ErrorKind.OVERLOADED
+        return RequestError(kind, f"error event in stream: {redact(exc.message)[:200]}")
+    return classify_exception(exc)
 
 
 def _messages(request: ChatRequest) -> list[dict[str, Any]]:
