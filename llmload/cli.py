@@ -88,11 +88,12 @@ def _emulate(args: argparse.Namespace) -> int:
 
 @command("report")
 def _report(args: argparse.Namespace) -> int:
+    from llmload.recommend import report_sections
     from llmload.report import write_report
     from llmload.results import RunResult
 
     runs = [RunResult.load(Path(p)) for p in args.runs]
-    path = write_report(runs, Path(args.output))
+    path = write_report(runs, Path(args.output), extra_sections=report_sections(runs))
     print(f"wrote {path}")
     return 0
 

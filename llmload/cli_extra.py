@@ -11,3 +11,12 @@ from typing import Any
 
 def add_subcommands(subparsers: Any) -> None:
     """Add every feature module's subcommands."""
+    from llmload import compare  # history, trends, compare
+
+    compare.add_subcommand(subparsers)
+    from llmload import recommend  # recommend
+
+    recommend.add_subcommand(subparsers)
+    from llmload import consistency  # consistency
+
+    consistency.add_subcommand(subparsers)

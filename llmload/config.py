@@ -71,6 +71,9 @@ def load_scenarios(path: Path | str | None = None) -> dict[str, BenchmarkScenari
         raise ConfigError(f"{file}: expected a top-level 'scenarios:' mapping of name -> settings")
     scenarios = {}
     for name, raw in data["scenarios"].items():
+        # Names end up in one-line errors, logs and report headings: no control characters.
+        if not str(name).strip() or not str(name).isprintable():
+            raise ConfigError(f"{file}: scenario name {str(name)!r} must be a non-empty single-line string")
         where = f"{file}: scenarios.{name}"
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a mapping of settings")

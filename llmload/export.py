@@ -11,6 +11,7 @@ from llmload.results import BenchmarkResult, RunResult
 
 LATENCIES = ("ttft", "itl", "tpot", "e2e")
 STATS = ("p50", "p95", "p99", "mean", "min", "max", "stddev")
+RELIABILITY = ("uptime_pct", "incidents", "mtbf_s", "mttr_s", "outage_recovery_s")
 
 
 def flatten(result: BenchmarkResult) -> dict[str, Any]:
@@ -33,6 +34,11 @@ def flatten(result: BenchmarkResult) -> dict[str, Any]:
         "output_tokens": result.tokens.output_tokens,
         "total_tokens": result.tokens.total_tokens,
         "cost_usd": result.tokens.cost_usd,
+        "cost_per_request_usd": result.cost_per_request_usd,
+        "cost_per_1k_requests_usd": result.cost_per_1k_requests_usd,
+        "accuracy": result.quality.get("accuracy"),
+        "consistency": result.quality.get("consistency"),
+        "quality_per_dollar": result.quality_per_dollar,
         "tokens_estimated": result.tokens.estimated,
         "partial": result.partial,
     }
@@ -42,6 +48,8 @@ def flatten(result: BenchmarkResult) -> dict[str, Any]:
             row[f"{name}_{stat}_ms"] = getattr(metric, stat) if metric is not None else None
     for kind, count in result.errors_by_kind.items():
         row[f"errors_{kind}"] = count
+    for name in RELIABILITY:
+        row[name] = result.reliability.get(name)
     return row
 
 

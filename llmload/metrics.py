@@ -94,6 +94,8 @@ class RequestRecord:
     """Generated text, kept only while quality checks need it; cleared before records are stored or sent."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """Completed tool calls, kept only for quality checks, like ``text``."""
+    response_sample: str | None = None
+    """The answer text, kept (and sent, and stored) only for scenarios with a ``consistency`` check."""
 
     @property
     def tpot_ms(self) -> float | None:

@@ -25,13 +25,14 @@ import gevent
 import locust
 from locust import events
 from locust.env import Environment
-from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRunner, WorkerRunner
 
-from llmload import __version__
+from llmload import __version__, monitor, openloop, quality_options, resilience, saturation, shapes
 from llmload.config import load_scenarios, select_scenarios
 from llmload.emulator.config import MockConfiguration, parse_faults
 from llmload.emulator.server import EmulatorProcess
-from llmload.errors import ConfigError, LLMLoadError
+from llmload.errors import ConfigError, ErrorKind, LLMLoadError
+from llmload.metrics import RequestRecord
 from llmload.providers import provider_class
 from llmload.providers.base import Provider, ProviderSettings, validate_base_url
 from llmload.recorder import Recorder
@@ -156,6 +157,8 @@ def _mock_config(opts: Any) -> MockConfiguration:
         error_rate=opts.emulator_error_rate,
         fault_weights=parse_faults(opts.emulator_faults) if opts.emulator_faults else {"server_error": 1.0},
         seed=opts.emulator_seed,
+        outage=resilience.parse_outage(getattr(opts, "emulator_outage", "")),
+        quality=quality_options.emulator_quality(opts),
     )
 
 
@@ -191,11 +194,17 @@ def ensure_target(environment: Environment) -> None:
                         opts.provider, st.emulator.url)
         opts.llmload_target_url = cls.emulator_base_url(st.emulator.url)
     else:
+        # Without this, the SDK would send a keyless request to the real service and fail on every request.
+        if not environment.host and cls.api_key_env and not cls.has_credentials():
+            raise ConfigError(
+                f"provider '{opts.provider}' has no credentials: set {cls.api_key_env}, pass --host for a server "
+                "that needs none, or drop --emulator never to use the embedded emulator"
+            )
         opts.llmload_target_url = ""
 
 
 def load_and_select_scenarios(opts: Any, default: str) -> list[BenchmarkScenario]:
-    scenarios = load_scenarios(opts.scenarios_file or None)
+    scenarios = quality_options.scenarios_with_tasks(load_scenarios(opts.scenarios_file or None), opts)
     return select_scenarios(scenarios, opts.scenario or default)
 
 
@@ -218,12 +227,17 @@ def session_for(environment: Environment, default_scenarios: str) -> Session:
         timeout_s=opts.request_timeout,
         max_connections=max(64, environment.runner.target_user_count if environment.runner else 64),
         emulated=emulated,
+        # The in-process mock provider takes the same --emulator-* knobs the emulator server would.
+        extra={"mock_config": _mock_config(opts)} if cls.emulator_protocol is None else {},
     )
+    scenarios = load_and_select_scenarios(opts, default_scenarios)
+    # A chat model id would be rejected by an embeddings endpoint (and vice versa): default by what the run sends.
+    embeddings_only = all(s.endpoint == "embeddings" for s in scenarios) and cls.default_embedding_model
     session = Session(
         provider_cls=cls,
         settings=settings,
-        model=opts.model or cls.default_model,
-        scenarios=load_and_select_scenarios(opts, default_scenarios),
+        model=opts.model or (cls.default_embedding_model if embeddings_only else cls.default_model),
+        scenarios=scenarios,
         think_time_s=opts.think_time,
         start_jitter_s=max(0.0, opts.start_jitter),
     )
@@ -244,7 +258,7 @@ def on_init(environment: Environment, **_: Any) -> None:
     try:
         ensure_target(environment)
     except LLMLoadError as exc:
-        logger.error("llmload: %s", exc)
+        logger.error("llmload: %s", exc, exc_info=resilience.debug_enabled(environment))
         sys.exit(EXIT_CONFIG_ERROR)
 
 
@@ -282,6 +296,18 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
     if isinstance(runner, WorkerRunner) or state(environment).finalized:
         return
     if isinstance(runner, MasterRunner):
+        still_running = [c.id for c in runner.clients.all if c.state in (STATE_RUNNING, STATE_SPAWNING)]
+        if still_running:
+            # MasterRunner.quit() (headless --run-time, end of a load shape) fires test_stop without stopping the
+            # workers, then kills the master's message loop: their last records would arrive too late. Stop them
+            # now and wait for their flush here, while the master still listens and before quit() goes on. A
+            # stopped worker leaves runner.clients, so quit() would no longer tell it to quit: do that here.
+            for client_id in still_running:
+                runner.send_message("stop", client_id=client_id)
+            _finalize_after_flush(environment)
+            for client_id in still_running:
+                runner.send_message("quit", client_id=client_id)
+            return
         # Workers flush their last records right after they stop; wait for them off the runner's greenlet.
         gevent.spawn(_finalize_after_flush, environment)
     elif isinstance(runner, LocalRunner) or runner is None:
@@ -303,13 +329,13 @@ def _finalize_after_flush(environment: Environment) -> None:
 def on_quitting(environment: Environment, **_: Any) -> None:
     st = state(environment)
     if not isinstance(environment.runner, WorkerRunner) and not st.finalized:
-        finalize(environment)
+        finalize(environment, quitting=True)
     if st.emulator is not None:
         st.emulator.stop()
         st.emulator = None
 
 
-def finalize(environment: Environment, *, partial: bool = False) -> RunResult | None:
+def finalize(environment: Environment, *, partial: bool = False, quitting: bool = False) -> RunResult | None:
     """Turn the run's records into BenchmarkResults and write result.json and the HTML report."""
     st = state(environment)
     if st.finalized:
@@ -317,6 +343,7 @@ def finalize(environment: Environment, *, partial: bool = False) -> RunResult | 
     st.finalized = True
     opts = _options(environment)
     records = st.recorder.snapshot()
+    status = resilience.run_status(environment, st.run_started, quitting=quitting)
     if not records:
         logger.warning("llmload: no requests were recorded; nothing to write")
         return None
@@ -324,24 +351,57 @@ def finalize(environment: Environment, *, partial: bool = False) -> RunResult | 
     if not opts.run_name:
         run_id = f"{run_id}-{opts.provider}"
     run_dir = Path(opts.report_dir) / run_id
+    levels = shapes.tracker(environment)
+    # Requests cut off by the stop have no outcome to measure: kept in records.jsonl.gz and counted, not judged.
+    finished = [r for r in records if r.error_kind != ErrorKind.INTERRUPTED]
     results = build_results(
-        records,
+        shapes.measured_records(environment, finished),
         run_id=run_id,
-        window_start=st.window_start,
+        # Level runs measure each level from the end of its own ramp instead of from the first spawn.
+        window_start=None if levels.windows else st.window_start,
+        levels=shapes.level_loads(environment),
         load=_load_description(environment),
-        partial=partial,
+        price_for=quality_options.price_for(opts),
+        partial=partial or status["partial"],
     )
-    run = RunResult(run_id=run_id, meta=run_metadata(environment, len(records)), results=results)
+    outage = _mock_config(opts).outage if st.emulator is not None else None
+    resilience.add_outage_recovery(results, records, st.emulator.started_at + outage[1] if outage else None)
+    lag_warnings = openloop.lag_warnings(results)
+    meta = {**run_metadata(environment, len(records)), **status, **levels.meta()}
+    meta["interrupted_requests"] = len(records) - len(finished)
+    saturation.apply(environment, results, meta)
+    if lag_warnings:
+        meta["warnings"] = lag_warnings
+    meta["partial"] = meta["partial"] or partial
+    run = RunResult(run_id=run_id, meta=meta, results=results)
     run.save(run_dir / "result.json")
+    write_records(records, run_dir / "records.jsonl.gz")
+    from llmload.export import write_csv  # pandas is slow to import; only pay for it when a run ends
+
+    write_csv(run, run_dir / "result.csv")
     st.run_dir = run_dir
     logger.info("llmload: wrote %s", run_dir / "result.json")
     if not opts.no_html:
+        from llmload.history import report_sections
         from llmload.report import write_report
 
-        path = write_report([run], run_dir / "report.html")
+        path = write_report([run], run_dir / "report.html", extra_sections=report_sections(opts, run))
         logger.info("llmload: wrote %s", path)
+    monitor.store_history(environment, run)
     print_summary(run)
+    for line in [*shapes.summary_lines(environment), *(f"WARNING: {w}" for w in lag_warnings)]:
+        print(line, flush=True)
     return run
+
+
+def write_records(records: list[RequestRecord], path: Path) -> None:
+    """Every exact record of the run (all workers), one JSON object a line, for re-analysis and audits."""
+    import gzip
+    import json
+
+    with gzip.open(path, "wt", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record.to_dict()) + "\n")
 
 
 def _load_description(environment: Environment) -> dict[str, Any]:
@@ -351,9 +411,16 @@ def _load_description(environment: Environment) -> dict[str, Any]:
         "users": getattr(opts, "num_users", None),
         "spawn_rate": getattr(opts, "spawn_rate", None),
         "run_time_s": getattr(opts, "run_time", None),
-        "workers": len(runner.clients) if isinstance(runner, MasterRunner) else 0,
+        "workers": _worker_count(environment) if isinstance(runner, MasterRunner) else 0,
         "shape": type(environment.shape_class).__name__ if environment.shape_class else "constant_users",
     }
+
+
+def _worker_count(environment: Environment) -> int:
+    """Workers that took part: stopped workers leave runner.clients, so count those that sent records too."""
+    recorder = state(environment).recorder
+    connected = {c.id for c in environment.runner.clients.all} if environment.runner is not None else set()
+    return len(connected | recorder.workers_seen | recorder.flushed_workers)
 
 
 def run_metadata(environment: Environment, record_count: int) -> dict[str, Any]:

@@ -17,8 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from llmload.consistency import consistency_score
 from llmload.errors import ValidationError
 from llmload.metrics import RequestRecord
+from llmload.quality import wilson_interval
+from llmload.reliability import reliability_metrics
 from llmload.stats import bootstrap_ci, log_histogram, percentile
 
 SCHEMA_VERSION = 1
@@ -193,6 +196,8 @@ class BenchmarkResult:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     partial: bool = False
+    reliability: dict[str, Any] = field(default_factory=dict)
+    """Uptime, MTBF, MTTR and incidents (see ``llmload.reliability``)."""
 
     def __post_init__(self) -> None:
         _require(
@@ -214,9 +219,32 @@ class BenchmarkResult:
     def key(self) -> tuple[str, str, str]:
         return (self.provider, self.model, self.scenario)
 
+    @property
+    def cost_per_request_usd(self) -> float | None:
+        """Mean USD per successful request; None without prices or successes."""
+        if self.tokens.cost_usd is None or not self.requests_ok:
+            return None
+        return self.tokens.cost_usd / self.requests_ok
+
+    @property
+    def cost_per_1k_requests_usd(self) -> float | None:
+        per_request = self.cost_per_request_usd
+        return None if per_request is None else per_request * 1000.0
+
+    @property
+    def quality_per_dollar(self) -> float | None:
+        """Answers that passed their quality checks per USD spent; None without checks, prices or spend."""
+        passed = self.quality.get("passed")
+        if passed is None or not self.tokens.cost_usd:
+            return None
+        return passed / self.tokens.cost_usd
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tokens"]["efficiency_ratio"] = self.tokens.efficiency_ratio
+        data["cost_per_request_usd"] = self.cost_per_request_usd
+        data["cost_per_1k_requests_usd"] = self.cost_per_1k_requests_usd
+        data["quality_per_dollar"] = self.quality_per_dollar
         return data
 
     @classmethod
@@ -319,6 +347,11 @@ def _build_one(
     if quality_checked:
         passed = sum(1 for r in quality_checked if r.quality_ok)
         quality = {"checked": len(quality_checked), "passed": passed, "accuracy": passed / len(quality_checked)}
+        quality["accuracy_ci95"] = wilson_interval(passed, len(quality_checked))
+    samples = [r.response_sample for r in ok if r.response_sample is not None]
+    if len(samples) >= 2:
+        quality["consistency"] = consistency_score(samples)
+        quality["consistency_samples"] = len(samples)
     lags = [r.schedule_lag_ms for r in recs if r.schedule_lag_ms is not None]
     return BenchmarkResult(
         run_id=run_id,
@@ -351,6 +384,7 @@ def _build_one(
         timeline=_timeline(recs, start, duration),
         warnings=warnings,
         partial=partial,
+        reliability=reliability_metrics(recs),
     )
 
 

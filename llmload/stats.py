@@ -62,7 +62,8 @@ def log_histogram(values: Sequence[float] | np.ndarray, bins: int = HISTOGRAM_BI
     if arr.size == 0:
         return {"edges": [], "counts": []}
     lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
+    if hi <= lo * (1 + 1e-6):
+        # (Near-)constant samples: geomspace over a zero-width range gives non-increasing edges.
         hi = lo * 1.01 + 1e-9
     edges = np.geomspace(lo, hi, bins + 1)
     counts, _ = np.histogram(arr, bins=edges)

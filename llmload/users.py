@@ -13,15 +13,16 @@ Locust rounds response times in its stats tables; llmload's reported percentiles
 from __future__ import annotations
 
 import random
+import time
 from typing import Any, ClassVar
 
 import gevent
 from locust import User, task
 from locust.env import Environment
 
-from llmload import plugin
-from llmload.errors import LLMLoadError
-from llmload.metrics import RequestRecord
+from llmload import openloop, plugin, shapes
+from llmload.errors import ErrorKind, LLMLoadError
+from llmload.metrics import RequestRecord, clock
 from llmload.recorder import CONTEXT_KEY
 from llmload.workload import execute
 
@@ -66,7 +67,10 @@ class LLMUser(User):
         self.provider: Any = None
 
     def wait_time(self) -> float:
-        return self.session.think_time_s if self.session is not None else 0.0
+        # Open-loop users wait for their next arrival inside the task instead.
+        if self.session is None or openloop.schedule_for(self.environment) is not None:
+            return 0.0
+        return self.session.think_time_s
 
     def on_start(self) -> None:
         try:
@@ -85,5 +89,24 @@ class LLMUser(User):
     def call(self) -> None:
         assert self.session is not None
         scenario = self.session.pick_scenario(self.rng)
-        record = execute(self.provider, scenario, self.session.model, self.rng)
+        arrivals = openloop.schedule_for(self.environment)
+        scheduled_at = None
+        if arrivals is not None:
+            scheduled_at = arrivals.take()
+            gevent.sleep(max(0.0, scheduled_at - clock()))
+        level = shapes.current_level(self.environment)
+        started_at, started = time.time(), clock()
+        try:
+            record = execute(self.provider, scenario, self.session.model, self.rng, scheduled_at=scheduled_at,
+                             level=level)
+        except gevent.GreenletExit:
+            # The stop (after --stop-timeout) cut this request off; its outcome is unknown, so it is neither a
+            # success nor a target failure. It goes to the recorder only (records.jsonl.gz, meta
+            # "interrupted_requests"), not to Locust's failure table or llmload's statistics.
+            plugin.state(self.environment).recorder.add(RequestRecord(
+                provider=self.provider.name, model=self.session.model, scenario=scenario.name,
+                endpoint=scenario.endpoint, started_at=started_at, ok=False, e2e_ms=(clock() - started) * 1000.0,
+                error_kind=ErrorKind.INTERRUPTED.value, error_message="stopped while in flight", level=level,
+            ))
+            raise
         report(self.environment, record)

@@ -6,7 +6,7 @@ import random
 
 from llmload.metrics import RequestRecord, measure
 from llmload.providers.base import Provider
-from llmload.quality import check_response
+from llmload.quality import check_response, is_judged, wants_answer_kept
 from llmload.results import BenchmarkScenario
 from llmload.types import ChatRequest, EmbeddingRequest
 
@@ -47,8 +47,12 @@ def execute(
         scheduled_at=scheduled_at,
     )
     record.level = level
-    if record.ok and scenario.checks:
-        record.quality_ok = check_response(record.text, record.tool_calls, scenario.checks)
+    if record.ok and is_judged(scenario.checks):
+        record.quality_ok = check_response(
+            record.text, record.tool_calls, scenario.checks, prompt=prompt, tools=scenario.tools
+        )
+    if record.ok and wants_answer_kept(scenario.checks):
+        record.response_sample = record.text
     record.text = ""
     record.tool_calls = []
     return record

@@ -11,6 +11,14 @@ import pytest
 
 from llmload.emulator import EmulatorProcess, MockConfiguration
 
+# Importing locust monkey-patches threading with gevent; inside a pytest-xdist worker, whose execnet threads already
+# run, that deadlocks the worker (gevent LoopExit). Import it once here without the patch, then drop the variable so
+# every locust subprocess a test starts patches as usual, whatever environment it is given.
+os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+import locust  # noqa: F401
+
+del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
+
 REPO = Path(__file__).resolve().parent.parent
 LOCUST = str(Path(sys.executable).parent / "locust")
 
@@ -25,7 +33,8 @@ def emulator() -> Iterator[EmulatorProcess]:
 def locust_env() -> dict[str, str]:
     """Environment for locust subprocesses: no provider credentials leak in from the developer's shell."""
     env = {
-        k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL")) and not k.startswith("AWS_")
+        k: v for k, v in os.environ.items()
+        if not k.endswith(("_API_KEY", "_BASE_URL")) and not k.startswith("AWS_") and k != "LOCUST_SKIP_MONKEY_PATCH"
     }
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -125,3 +125,8 @@ def test_load_reports_bad_files(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValidationError, match="not valid JSON"):
         RunResult.load(tmp_path / "bad.json")
+
+
+def test_constant_samples_make_a_valid_histogram() -> None:
+    metric = LatencyMetrics.from_samples([40.0, 40.0 + 1e-12, 40.0 + 2e-11])
+    assert metric is not None and sum(metric.histogram["counts"]) == 3

@@ -244,11 +244,13 @@ class Emulator:
                 delay = due - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await response.write(encoder.token(gen, index, token))
+                frame = encoder.token(gen, index, token)
+                # Stamp before the write: a fast client can read the frame before write() returns to us.
                 now = time.time()
                 if gen.truth.first_content_at is None:
                     gen.truth.first_content_at = now
                 gen.truth.last_content_at = now
+                await response.write(frame)
                 gen.truth.tokens_sent = index + 1
             tail = encoder.tail(gen)
             if gen.fault == "truncate":

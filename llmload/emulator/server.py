@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from typing import Any
 
@@ -79,6 +80,8 @@ class EmulatorProcess:
         self.config = config or MockConfiguration()
         self.host = host
         self.url = ""
+        self.started_at = 0.0
+        """Unix time the emulator reported ready: the origin of ``MockConfiguration.outage``."""
         self._proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout_s: float = 20.0) -> EmulatorProcess:
@@ -109,6 +112,7 @@ class EmulatorProcess:
             self.stop()
             raise ConfigError(f"emulator did not start: {line.strip() or 'no output'}")
         self.url = line[len(READY_PREFIX) :].strip()
+        self.started_at = time.time()
         return self
 
     def truth(self, since: float = 0.0) -> list[dict[str, Any]]:

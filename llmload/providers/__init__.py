@@ -9,6 +9,11 @@ from llmload.providers.base import Provider, ProviderSettings
 
 PROVIDERS: dict[str, str] = {
     "openai": "llmload.providers.openai:OpenAIProvider",
+    "openai-fast": "llmload.providers.openai_fast:OpenAIFastProvider",
+    "bedrock": "llmload.providers.bedrock:BedrockProvider",
+    "anthropic": "llmload.providers.anthropic:AnthropicProvider",
+    "ollama": "llmload.providers.ollama:OllamaProvider",
+    "mock": "llmload.providers.mock:MockProvider",
 }
 """Provider name -> ``module:Class``. Modules are imported on first use so an unused SDK costs nothing."""
 

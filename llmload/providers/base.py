@@ -66,7 +66,7 @@ class Provider(ABC):
     def embed(self, request: EmbeddingRequest) -> Iterator[StreamEvent]:
         raise ProviderSetupError(f"provider '{self.name}' does not support embeddings")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: adapters without pooled connections need nothing
         """Release the SDK client's connections."""
 
 
@@ -78,6 +78,9 @@ def validate_base_url(url: str, provider: str) -> str:
             f"--host for provider '{provider}' must be an http(s) URL like http://127.0.0.1:8000, got {url!r}"
         )
     return url.rstrip("/")
+
+
+_CONNECTION_WORDS = ("connect", "protocol", "remotedisconnected", "readerror", "network", "incomplete")
 
 
 def classify_exception(exc: BaseException) -> RequestError:
@@ -95,13 +98,14 @@ def classify_exception(exc: BaseException) -> RequestError:
     if isinstance(status, int) and status >= 400:
         from llmload.errors import parse_retry_after
 
-        return RequestError(kind_for_status(status), message, status_code=status, retry_after_s=parse_retry_after(headers))
+        retry_after = parse_retry_after(headers)
+        return RequestError(kind_for_status(status), message, status_code=status, retry_after_s=retry_after)
     names = " ".join(cls.__name__ for cls in type(exc).__mro__).lower()
     if "timeout" in names or "timedout" in names:
         kind = ErrorKind.TIMEOUT
     elif "jsondecode" in names or "checksum" in names or "decode" in names:
         kind = ErrorKind.MALFORMED_STREAM
-    elif any(word in names for word in ("connect", "protocol", "remotedisconnected", "readerror", "network", "incomplete")):
+    elif any(word in names for word in _CONNECTION_WORDS):
         kind = ErrorKind.CONNECTION
     else:
         kind = ErrorKind.OTHER

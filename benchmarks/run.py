@@ -1,0 +1,353 @@
+"""The harness's own accuracy, capacity and memory, measured against the emulator's ground truth (``make bench``).
+
+Three clients drive the same emulator, each in its own gevent process (as one Locust worker would):
+
+* ``handrolled``: the openai SDK with a ``perf_counter`` around ``create()`` and its first content chunk, the way
+  a plain Locust + SDK locustfile times requests. The baseline.
+* ``openai``: llmload's SDK adapter measured by ``llmload.metrics.measure``.
+* ``openai-fast``: llmload's raw-SSE adapter (``--provider openai-fast``), same ``measure``.
+
+Sections (numbers are ratios against the baseline measured in the same run, plus the raw figures):
+
+accuracy
+    TTFT/ITL p50 and p99 error against the emulator's truth as concurrency rises. Truth TTFT per request is
+    ``first_content_at − received_at`` on the server; truth ITL is the emulator's per-request mean token gap.
+    The client also pays connect + send (and the emulator's accept queue) before ``received_at``, so a small
+    positive TTFT error is inherent.
+capacity
+    Users double until TTFT p99 error exceeds the limit; the last step under it gives the request rate and
+    streamed chunks/s one generator process sustains, and its CPU share.
+memory
+    tracemalloc bytes per 100k RequestRecords as the recorder keeps them (64-token streams), next to a columnar
+    ``array('d')`` + HdrHistogram layout, the bounded design in ``docs/performance.md``.
+
+The emulator and the clients share the machine: on a small or busy box the emulator saturates too, and its own
+queueing lands in the error figures. The JSON records ``os.getloadavg()`` and the CPU count next to the numbers.
+
+Usage: ``python benchmarks/run.py [--quick] [--out reports/bench]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CLIENTS = ("handrolled", "openai", "openai-fast")
+TTFT_ERROR_LIMIT_MS = 5.0
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100.0 * len(ordered) + 0.5) - 1))]
+
+
+# --- client process ------------------------------------------------------------------------------------------------
+
+
+def client_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``users`` closed-loop greenlets for ``duration_s`` against the emulator; print what they measured."""
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+    import psutil
+
+    from llmload.metrics import clock, measure
+    from llmload.providers.base import ProviderSettings
+    from llmload.types import ChatRequest
+
+    kind, users, base_url = spec["client"], spec["users"], f"{spec['url']}/v1"
+    tokens = spec["output_tokens"]
+    messages = [{"role": "user", "content": "Summarise the plot of a long novel in detail."}]
+    settings = ProviderSettings(base_url=base_url, emulated=True, timeout_s=120, connect_timeout_s=30,
+                                max_connections=users)
+    ttfts: list[float] = []
+    gaps: list[float] = []
+    failures = 0
+    chunks = 0
+
+    if kind == "handrolled":
+        import httpx
+        import openai
+
+        client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=120,
+                               http_client=openai.DefaultHttpxClient(limits=httpx.Limits(max_connections=users)))
+        completions = client.chat.completions
+
+        def one() -> tuple[float | None, list[float], bool]:
+            start = time.perf_counter()
+            first = last = None
+            own_gaps: list[float] = []
+            stream = completions.create(model="m", messages=messages, max_tokens=tokens, stream=True)
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    now = time.perf_counter()
+                    if first is None:
+                        first = now
+                    else:
+                        own_gaps.append((now - last) * 1000.0)  # type: ignore[operator]
+                    last = now
+            return (None if first is None else (first - start) * 1000.0), own_gaps, first is not None
+    else:
+        from llmload.providers import provider_class
+
+        provider = provider_class(kind)(settings)
+        request = ChatRequest(model="m", messages=messages, max_tokens=tokens)
+
+        def one() -> tuple[float | None, list[float], bool]:
+            record = measure(provider.chat(request), provider=kind, model="m", scenario="bench", endpoint="chat",
+                             streamed=True)
+            return record.ttft_ms, record.itl_ms, record.ok
+
+    warm_until = clock() + spec["warmup_s"]
+    deadline = warm_until + spec["duration_s"]
+    measured_from = time.time() + spec["warmup_s"]
+
+    def user(index: int) -> None:
+        nonlocal failures, chunks
+        gevent.sleep(index * spec["warmup_s"] / max(users, 1) * 0.5)  # spread the first requests like a ramp-up
+        while clock() < deadline:
+            started = clock()
+            try:
+                ttft, own_gaps, ok = one()
+            except Exception:
+                ok, ttft, own_gaps = False, None, []
+            if started < warm_until:
+                continue
+            if not ok or ttft is None:
+                failures += 1
+                continue
+            ttfts.append(ttft)
+            gaps.extend(own_gaps)
+            chunks += len(own_gaps) + 1
+
+    proc = psutil.Process()
+    cpu_before = sum(proc.cpu_times()[:2])
+    wall_before = time.monotonic()
+    gevent.joinall([gevent.spawn(user, i) for i in range(users)], timeout=spec["duration_s"] + spec["warmup_s"] + 60)
+    wall = time.monotonic() - wall_before
+    cpu = sum(proc.cpu_times()[:2]) - cpu_before
+    return {
+        "ttft_ms": ttfts,
+        "itl_ms": gaps,
+        "failures": failures,
+        "chunks": chunks,
+        "measured_from": measured_from,
+        "measured_to": measured_from + spec["duration_s"],
+        "cpu_share": cpu / wall if wall else 0.0,
+    }
+
+
+# --- orchestration -------------------------------------------------------------------------------------------------
+
+
+def run_client(spec: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--client-spec", json.dumps(spec)],
+        cwd=REPO, capture_output=True, text=True, timeout=spec["duration_s"] + spec["warmup_s"] + 180,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark client failed: {proc.stderr[-1500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_point(emu: Any, client: str, users: int, *, duration_s: float, warmup_s: float,
+                  output_tokens: int) -> dict[str, Any]:
+    emu.reset()
+    spec = {"client": client, "users": users, "url": emu.url, "duration_s": duration_s, "warmup_s": warmup_s,
+            "output_tokens": output_tokens}
+    got = run_client(spec)
+    truth = [t for t in emu.truth(since=got["measured_from"] - 5)
+             if t["first_content_at"] and t["tokens_sent"] == output_tokens
+             and got["measured_from"] <= t["received_at"] <= got["measured_to"]]
+    truth_ttft = [(t["first_content_at"] - t["received_at"]) * 1000.0 for t in truth]
+    truth_itl = [(t["last_content_at"] - t["first_content_at"]) * 1000.0 / (output_tokens - 1) for t in truth]
+    measured = got["ttft_ms"]
+    point: dict[str, Any] = {
+        "client": client,
+        "users": users,
+        "requests": len(measured),
+        "failures": got["failures"],
+        "requests_per_s": round(len(measured) / duration_s, 1),
+        "chunks_per_s": round(got["chunks"] / duration_s, 1),
+        "client_cpu_share": round(got["cpu_share"], 3),
+        # CPU per streamed chunk does not depend on how much of a core a busy machine leaves the client.
+        "client_cpu_us_per_chunk": round(got["cpu_share"] * duration_s / got["chunks"] * 1e6, 1)
+        if got["chunks"] else None,
+    }
+    for name, client_values, truth_values in (("ttft", measured, truth_ttft), ("itl", got["itl_ms"], truth_itl)):
+        for q in (50, 99):
+            c, t = percentile(client_values, q), percentile(truth_values, q)
+            point[f"{name}_p{q}_ms"] = None if c is None else round(c, 2)
+            point[f"{name}_p{q}_error_ms"] = None if c is None or t is None else round(c - t, 2)
+    return point
+
+
+def accuracy(user_steps: list[int], *, duration_s: float) -> list[dict[str, Any]]:
+    from llmload.emulator import EmulatorProcess, MockConfiguration
+
+    points = []
+    config = MockConfiguration(ttft_ms=200, itl_ms=20, output_tokens=32)
+    with EmulatorProcess("openai", config) as emu:
+        for users in user_steps:
+            for client in CLIENTS:
+                point = measure_point(emu, client, users, duration_s=duration_s, warmup_s=2.0, output_tokens=32)
+                points.append(point)
+                print(f"accuracy {client:>11} users={users:<5} TTFT p50/p99 err {point['ttft_p50_error_ms']}/"
+                      f"{point['ttft_p99_error_ms']} ms  ITL p50/p99 err {point['itl_p50_error_ms']}/"
+                      f"{point['itl_p99_error_ms']} ms  {point['requests_per_s']} req/s", flush=True)
+    return points
+
+
+def capacity(user_steps: list[int], *, duration_s: float) -> dict[str, Any]:
+    from llmload.emulator import EmulatorProcess, MockConfiguration
+
+    found: dict[str, Any] = {}
+    config = MockConfiguration(ttft_ms=50, itl_ms=5, output_tokens=32)
+    with EmulatorProcess("openai", config) as emu:
+        for client in CLIENTS:
+            steps = []
+            for users in user_steps:
+                point = measure_point(emu, client, users, duration_s=duration_s, warmup_s=1.5, output_tokens=32)
+                steps.append(point)
+                error = point["ttft_p99_error_ms"]
+                print(f"capacity {client:>11} users={users:<5} {point['requests_per_s']} req/s "
+                      f"{point['chunks_per_s']} chunks/s TTFT p99 err {error} ms CPU {point['client_cpu_share']}",
+                      flush=True)
+                if error is None or error > TTFT_ERROR_LIMIT_MS or point["failures"]:
+                    break
+            passing = [s for s in steps if s["ttft_p99_error_ms"] is not None
+                       and s["ttft_p99_error_ms"] <= TTFT_ERROR_LIMIT_MS and not s["failures"]]
+            best = max(passing, key=lambda s: s["requests_per_s"], default=None)
+            found[client] = {"steps": steps, "sustained": best}
+    return found
+
+
+def memory(count: int = 100_000, output_tokens: int = 64) -> dict[str, Any]:
+    """Bytes per 100k records as the recorder keeps them, against a columnar layout with an ITL histogram.
+
+    Records are measured at ``count`` and scaled linearly (building 100k under tracemalloc takes minutes)."""
+    import random
+    import tracemalloc
+    from array import array
+
+    from hdrh.histogram import HdrHistogram
+
+    from llmload.metrics import RequestRecord
+
+    rng = random.Random(0)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    records = [
+        RequestRecord(provider="openai", model="gpt-4o-mini", scenario="simple_query", endpoint="chat",
+                      started_at=1.7e9 + i, ok=True, e2e_ms=rng.uniform(500, 900), ttft_ms=rng.uniform(100, 300),
+                      itl_ms=[rng.uniform(5, 30) for _ in range(output_tokens - 1)], input_tokens=40,
+                      output_tokens=output_tokens, finish_reason="stop")
+        for i in range(count)
+    ]
+    records_bytes = tracemalloc.get_traced_memory()[0] - before
+    del records
+    before = tracemalloc.get_traced_memory()[0]
+    columns = {name: array("d") for name in ("started_at", "e2e_ms", "ttft_ms", "input_tokens", "output_tokens")}
+    for i in range(count):
+        for column in columns.values():
+            column.append(1.7e9 + i)
+    columns_bytes = tracemalloc.get_traced_memory()[0] - before
+    before = tracemalloc.get_traced_memory()[0]
+    itl = HdrHistogram(1, 600_000_000, 3)  # microseconds, 1 us .. 10 min, 3 significant digits
+    for _ in range(min(count, 2_000) * (output_tokens - 1)):
+        itl.record_value(int(rng.uniform(5, 30) * 1000))
+    # A histogram's size is fixed by its range and precision, not by how many values it holds.
+    histogram_bytes = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    scale = 100_000 / count
+    records_per_100k = records_bytes * scale
+    columnar_per_100k = columns_bytes * scale + histogram_bytes
+    return {
+        "records_measured": count,
+        "records_per_100k_bytes": round(records_per_100k),
+        "columnar_hdr_per_100k_bytes": round(columnar_per_100k),
+        "itl_histogram_bytes": histogram_bytes,
+        "output_tokens_per_record": output_tokens,
+        "ratio_records_over_columnar": round(records_per_100k / columnar_per_100k, 1),
+    }
+
+
+def ratios(acc: list[dict[str, Any]], cap: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    base = cap.get("handrolled", {}).get("sustained")
+    for client in ("openai", "openai-fast"):
+        best = cap.get(client, {}).get("sustained")
+        if base and best:
+            out[f"capacity_{client}_over_handrolled"] = round(best["requests_per_s"] / base["requests_per_s"], 2)
+    sdk, fast = cap.get("openai", {}).get("sustained"), cap.get("openai-fast", {}).get("sustained")
+    if sdk and fast:
+        out["capacity_fast_over_sdk"] = round(fast["requests_per_s"] / sdk["requests_per_s"], 2)
+    for client in ("openai", "openai-fast"):
+        costs = [p["client_cpu_us_per_chunk"] for p in acc if p["client"] == client and p["client_cpu_us_per_chunk"]]
+        base_costs = [p["client_cpu_us_per_chunk"] for p in acc
+                      if p["client"] == "handrolled" and p["client_cpu_us_per_chunk"]]
+        if costs and base_costs:
+            out[f"cpu_per_chunk_{client}_over_handrolled"] = round(min(costs) / min(base_costs), 2)
+    for point in acc:
+        if point["client"] == "handrolled":
+            continue
+        baseline = next((p for p in acc if p["client"] == "handrolled" and p["users"] == point["users"]), None)
+        if baseline and baseline["ttft_p99_error_ms"] and point["ttft_p99_error_ms"] is not None:
+            key = f"ttft_p99_error_{point['client']}_over_handrolled@{point['users']}"
+            out[key] = round(point["ttft_p99_error_ms"] / baseline["ttft_p99_error_ms"], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Fewer, shorter steps (about 2 minutes)")
+    parser.add_argument("--out", default=str(REPO / "reports" / "bench"), help="Folder for the JSON of numbers")
+    parser.add_argument("--client-spec", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client_spec:
+        print(json.dumps(client_main(json.loads(args.client_spec))), flush=True)
+        return 0
+    sys.path.insert(0, str(REPO))
+    started = time.time()
+    load_before = os.getloadavg()
+    acc_users = [16, 64, 256] if args.quick else [16, 64, 256, 1024]
+    cap_users = [2, 8, 32, 128] if args.quick else [2, 8, 32, 64, 128, 256]
+    duration = 4.0 if args.quick else 8.0
+    mem = memory(10_000 if args.quick else 25_000)  # per-record cost is linear; scaled to 100k
+    print(f"memory {mem}", flush=True)
+    acc = accuracy(acc_users, duration_s=duration)
+    cap = capacity(cap_users, duration_s=duration)
+    result = {
+        "started_at": started,
+        "elapsed_s": round(time.time() - started, 1),
+        "quick": args.quick,
+        "machine": {"cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "ttft_error_limit_ms": TTFT_ERROR_LIMIT_MS,
+        "ratios": ratios(acc, cap),
+        "accuracy": acc,
+        "capacity": cap,
+        "memory": mem,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result["ratios"], indent=2))
+    print(f"wrote {path} (load average {result['machine']['loadavg_after']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
