@@ -52,50 +52,65 @@ def _usage(gen: Generation, output_tokens: int) -> dict[str, Any]:
     }
 
 
+def message_head_events(gen: Generation, id_prefix: str = "msg_") -> list[dict[str, Any]]:
+    """``message_start`` and ``content_block_start``: the Messages stream's opening event objects.
+
+    Shared with Bedrock's InvokeModelWithResponseStream, which carries these same objects inside its frames.
+    """
+    message = {
+        "id": f"{id_prefix}{gen.request_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": gen.model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        # The real API reports a small placeholder here; message_delta carries the cumulative count.
+        "usage": _usage(gen, 1),
+    }
+    if gen.tool_name:
+        block: dict[str, Any] = {"type": "tool_use", "id": f"toolu_{gen.request_id}", "name": gen.tool_name,
+                                 "input": {}}
+    else:
+        block = {"type": "text", "text": ""}
+    return [
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0, "content_block": block},
+    ]
+
+
+def message_delta_event(gen: Generation, token: str) -> dict[str, Any]:
+    """One ``content_block_delta``: a text delta, or a tool-argument JSON fragment."""
+    if gen.tool_name:
+        delta = {"type": "input_json_delta", "partial_json": token}
+    else:
+        delta = {"type": "text_delta", "text": token}
+    return {"type": "content_block_delta", "index": 0, "delta": delta}
+
+
+def message_tail_events(gen: Generation) -> list[dict[str, Any]]:
+    """``content_block_stop``, ``message_delta`` (cumulative usage) and the terminal ``message_stop``."""
+    return [
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": _stop_reason(gen), "stop_sequence": None},
+            "usage": {"output_tokens": gen.output_tokens},
+        },
+        {"type": "message_stop"},
+    ]
+
+
 class MessagesStreamEncoder(StreamEncoder):
     def head(self, gen: Generation) -> list[bytes]:
-        message = {
-            "id": f"msg_{gen.request_id}",
-            "type": "message",
-            "role": "assistant",
-            "model": gen.model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            # The real API reports a small placeholder here; message_delta carries the cumulative count.
-            "usage": _usage(gen, 1),
-        }
-        if gen.tool_name:
-            block: dict[str, Any] = {"type": "tool_use", "id": f"toolu_{gen.request_id}", "name": gen.tool_name,
-                                     "input": {}}
-        else:
-            block = {"type": "text", "text": ""}
-        return [
-            _event("message_start", {"type": "message_start", "message": message}),
-            _event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
-            b'event: ping\ndata: {"type": "ping"}\n\n',
-        ]
+        frames = [_event(e["type"], e) for e in message_head_events(gen)]
+        return [*frames, b'event: ping\ndata: {"type": "ping"}\n\n']
 
     def token(self, gen: Generation, index: int, token: str) -> bytes:
-        if gen.tool_name:
-            delta = {"type": "input_json_delta", "partial_json": token}
-        else:
-            delta = {"type": "text_delta", "text": token}
-        return _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        return _event("content_block_delta", message_delta_event(gen, token))
 
     def tail(self, gen: Generation) -> list[bytes]:
-        return [
-            _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            _event(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": _stop_reason(gen), "stop_sequence": None},
-                    "usage": {"output_tokens": gen.output_tokens},
-                },
-            ),
-            _event("message_stop", {"type": "message_stop"}),
-        ]
+        return [_event(e["type"], e) for e in message_tail_events(gen)]
 
     def malformed(self, gen: Generation) -> bytes:
         return b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"te\n\n'

@@ -21,6 +21,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from llmload.emulator.anthropic import message_delta_event, message_head_events, message_tail_events
 from llmload.emulator.core import (
     PRE_STREAM_FAULTS,
     Generation,
@@ -140,33 +141,10 @@ class InvokeStreamEncoder(_BedrockEncoder):
         return event_frame("chunk", {"bytes": base64.b64encode(_dumps(inner)).decode(), "p": "abcdefgh"})
 
     def head(self, gen: Generation) -> list[bytes]:
-        message = {
-            "id": f"msg_bdrk_{gen.request_id}",
-            "type": "message",
-            "role": "assistant",
-            "model": gen.model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": gen.input_tokens, "output_tokens": 1},
-        }
-        if gen.tool_name:
-            block: dict[str, Any] = {
-                "type": "tool_use", "id": f"toolu_bdrk_{gen.request_id}", "name": gen.tool_name, "input": {}
-            }
-        else:
-            block = {"type": "text", "text": ""}
-        return [
-            self._chunk({"type": "message_start", "message": message}),
-            self._chunk({"type": "content_block_start", "index": 0, "content_block": block}),
-        ]
+        return [self._chunk(e) for e in message_head_events(gen, id_prefix="msg_bdrk_")]
 
     def token(self, gen: Generation, index: int, token: str) -> bytes:
-        if gen.tool_name:
-            delta = {"type": "input_json_delta", "partial_json": token}
-        else:
-            delta = {"type": "text_delta", "text": token}
-        return self._chunk({"type": "content_block_delta", "index": 0, "delta": delta})
+        return self._chunk(message_delta_event(gen, token))
 
     def tail(self, gen: Generation) -> list[bytes]:
         metrics = {
@@ -175,17 +153,8 @@ class InvokeStreamEncoder(_BedrockEncoder):
             "invocationLatency": _latency_ms(gen),
             "firstByteLatency": round(gen.ttft_s * 1000),
         }
-        return [
-            self._chunk({"type": "content_block_stop", "index": 0}),
-            self._chunk(
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": _stop_reason(gen), "stop_sequence": None},
-                    "usage": {"output_tokens": gen.output_tokens},
-                }
-            ),
-            self._chunk({"type": "message_stop", "amazon-bedrock-invocationMetrics": metrics}),
-        ]
+        *events, stop = message_tail_events(gen)
+        return [self._chunk(e) for e in events] + [self._chunk({**stop, "amazon-bedrock-invocationMetrics": metrics})]
 
 
 ERRORS: dict[str, tuple[int, str, str]] = {
