@@ -18,8 +18,8 @@ capacity
     Users double until TTFT p99 error exceeds the limit; the last step under it gives the request rate and
     streamed chunks/s one generator process sustains, and its CPU share.
 memory
-    tracemalloc bytes per 100k RequestRecords as the recorder keeps them (64-token streams), next to a columnar
-    ``array('d')`` + HdrHistogram layout, the bounded design in ``docs/performance.md``.
+    tracemalloc bytes held by llmload's aggregates (``llmload.aggregate``) after 25k, 50k, 100k and 200k requests
+    of 64 tokens, against the baseline of keeping every ``RequestRecord`` (what llmload itself did before).
 
 The emulator and the clients share the machine: on a small or busy box the emulator saturates too, and its own
 queueing lands in the error figures. The JSON records ``os.getloadavg()`` and the CPU count next to the numbers.
@@ -233,53 +233,56 @@ def capacity(user_steps: list[int], *, duration_s: float) -> dict[str, Any]:
     return found
 
 
-def memory(count: int = 100_000, output_tokens: int = 64) -> dict[str, Any]:
-    """Bytes per 100k records as the recorder keeps them, against a columnar layout with an ITL histogram.
+def memory(checkpoints: tuple[int, ...] = (25_000, 50_000, 100_000, 200_000), output_tokens: int = 64,
+           baseline_count: int = 25_000) -> dict[str, Any]:
+    """Bytes llmload holds as a run's request count grows, against keeping every record (the baseline).
 
-    Records are measured at ``count`` and scaled linearly (building 100k under tracemalloc takes minutes)."""
+    llmload: a ``RunAccumulator`` (what the recorder folds each record into) with the default exact-sample cap,
+    measured by tracemalloc at each checkpoint. Baseline: a list of the same ``RequestRecord``s, measured at
+    ``baseline_count`` and scaled linearly (it is linear; building more under tracemalloc takes minutes)."""
     import random
     import tracemalloc
-    from array import array
 
-    from hdrh.histogram import HdrHistogram
-
+    from llmload.aggregate import RunAccumulator
     from llmload.metrics import RequestRecord
 
     rng = random.Random(0)
+    gaps = [[rng.uniform(5, 30) for _ in range(output_tokens - 1)] for _ in range(1_000)]
+
+    def record(i: int) -> RequestRecord:
+        return RequestRecord(provider="openai", model="gpt-4o-mini", scenario="simple_query", endpoint="chat",
+                             started_at=1.7e9 + i * 0.01, ok=i % 100 != 0, e2e_ms=rng.uniform(500, 900),
+                             # New float objects per record, as a real stream's measured gaps would be.
+                             ttft_ms=rng.uniform(100, 300), itl_ms=[g + 0.0 for g in gaps[i % len(gaps)]],
+                             input_tokens=40,
+                             output_tokens=output_tokens, finish_reason="stop",
+                             error_kind=None if i % 100 else "server_error")
+
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    records = [
-        RequestRecord(provider="openai", model="gpt-4o-mini", scenario="simple_query", endpoint="chat",
-                      started_at=1.7e9 + i, ok=True, e2e_ms=rng.uniform(500, 900), ttft_ms=rng.uniform(100, 300),
-                      itl_ms=[rng.uniform(5, 30) for _ in range(output_tokens - 1)], input_tokens=40,
-                      output_tokens=output_tokens, finish_reason="stop")
-        for i in range(count)
-    ]
-    records_bytes = tracemalloc.get_traced_memory()[0] - before
-    del records
+    kept = [record(i) for i in range(baseline_count)]
+    baseline_per_request = (tracemalloc.get_traced_memory()[0] - before) / baseline_count
+    del kept
     before = tracemalloc.get_traced_memory()[0]
-    columns = {name: array("d") for name in ("started_at", "e2e_ms", "ttft_ms", "input_tokens", "output_tokens")}
-    for i in range(count):
-        for column in columns.values():
-            column.append(1.7e9 + i)
-    columns_bytes = tracemalloc.get_traced_memory()[0] - before
-    before = tracemalloc.get_traced_memory()[0]
-    itl = HdrHistogram(1, 600_000_000, 3)  # microseconds, 1 us .. 10 min, 3 significant digits
-    for _ in range(min(count, 2_000) * (output_tokens - 1)):
-        itl.record_value(int(rng.uniform(5, 30) * 1000))
-    # A histogram's size is fixed by its range and precision, not by how many values it holds.
-    histogram_bytes = tracemalloc.get_traced_memory()[0] - before
+    aggregate = RunAccumulator()
+    held: dict[int, int] = {}
+    done = 0
+    for target in checkpoints:
+        while done < target:
+            aggregate.add(record(done))
+            done += 1
+        held[target] = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    scale = 100_000 / count
-    records_per_100k = records_bytes * scale
-    columnar_per_100k = columns_bytes * scale + histogram_bytes
+    last = checkpoints[-1]
     return {
-        "records_measured": count,
-        "records_per_100k_bytes": round(records_per_100k),
-        "columnar_hdr_per_100k_bytes": round(columnar_per_100k),
-        "itl_histogram_bytes": histogram_bytes,
         "output_tokens_per_record": output_tokens,
-        "ratio_records_over_columnar": round(records_per_100k / columnar_per_100k, 1),
+        "baseline_bytes_per_request": round(baseline_per_request),
+        "llmload_bytes_held": {str(n): b for n, b in held.items()},
+        "baseline_bytes_held": {str(n): round(baseline_per_request * n) for n in checkpoints},
+        "ratio_baseline_over_llmload_at_100k": round(baseline_per_request * 100_000 / held[100_000], 1)
+        if 100_000 in held else None,
+        "llmload_growth_bytes_per_request_after_100k": round((held[last] - held[100_000]) / (last - 100_000), 1)
+        if 100_000 in held and last > 100_000 else None,
     }
 
 
@@ -324,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     acc_users = [16, 64, 256] if args.quick else [16, 64, 256, 1024]
     cap_users = [2, 8, 32, 128] if args.quick else [2, 8, 32, 64, 128, 256]
     duration = 4.0 if args.quick else 8.0
-    mem = memory(10_000 if args.quick else 25_000)  # per-record cost is linear; scaled to 100k
+    mem = memory((10_000, 100_000, 120_000) if args.quick else (25_000, 50_000, 100_000, 200_000),
+                 baseline_count=10_000 if args.quick else 25_000)
     print(f"memory {mem}", flush=True)
     acc = accuracy(acc_users, duration_s=duration)
     cap = capacity(cap_users, duration_s=duration)

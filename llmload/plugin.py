@@ -28,15 +28,16 @@ from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRunner, WorkerRunner
 
 from llmload import __version__, monitor, openloop, quality_options, resilience, saturation, shapes
+from llmload.aggregate import EXACT_SAMPLES_DEFAULT, RunAccumulator
 from llmload.config import load_scenarios, select_scenarios
 from llmload.emulator.config import MockConfiguration, parse_faults
 from llmload.emulator.server import EmulatorProcess
-from llmload.errors import ConfigError, ErrorKind, LLMLoadError
+from llmload.errors import ConfigError, LLMLoadError
 from llmload.metrics import RequestRecord
 from llmload.providers import provider_class
 from llmload.providers.base import Provider, ProviderSettings, validate_base_url
 from llmload.recorder import Recorder
-from llmload.results import BenchmarkScenario, RunResult, build_results
+from llmload.results import BenchmarkScenario, RunResult
 from llmload.secrets import install_log_redaction, read_secret
 
 logger = logging.getLogger("llmload")
@@ -73,6 +74,13 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--report-dir", default="reports", help="Where run folders (result.json, report.html) go")
     group.add_argument("--run-name", default="", help="Run folder name (default: timestamp and provider)")
     group.add_argument("--no-html", action="store_true", default=False, help="Write result.json but no HTML report")
+    group.add_argument(
+        "--exact-samples",
+        type=int,
+        default=EXACT_SAMPLES_DEFAULT,
+        help="Latency samples kept exactly per distribution; past this, an HDR histogram (≤0.1%% error) keeps "
+        "memory flat",
+    )
     group.add_argument(
         "--llmload-target-url", default="", include_in_web_ui=False, help="(internal) resolved target URL"
     )
@@ -276,6 +284,27 @@ def on_test_start(environment: Environment, **_: Any) -> None:
     st.run_started = time.time()
     st.window_start = None
     st.finalized = False
+    opts = _options(environment)
+    outage = _mock_config(opts).outage if st.emulator is not None else None
+    aggregate = RunAccumulator(
+        is_measured=lambda record: _is_measured(environment, record),
+        exact_samples=max(1, opts.exact_samples),
+        outage_end=st.emulator.started_at + outage[1] if st.emulator is not None and outage else None,
+    )
+    st.recorder.start_run(aggregate, _records_log_path(opts))
+
+
+def _is_measured(environment: Environment, record: RequestRecord) -> bool:
+    """Whether a record counts in the results: inside its level's window, or else after the ramp-up."""
+    if shapes.tracker(environment).windows:
+        return shapes.in_measured_window(environment, record)
+    window_start = state(environment).window_start
+    return window_start is not None and record.started_at >= window_start
+
+
+def _records_log_path(opts: Any) -> Path:
+    """Where the records log grows during the run; finalize moves it into the run folder."""
+    return Path(opts.report_dir) / f".records-{os.getpid()}-{time.time_ns()}.jsonl.gz"
 
 
 _environments: list[Environment] = []
@@ -342,40 +371,37 @@ def finalize(environment: Environment, *, partial: bool = False, quitting: bool 
         return None
     st.finalized = True
     opts = _options(environment)
-    records = st.recorder.snapshot()
+    recorder = st.recorder
     status = resilience.run_status(environment, st.run_started, quitting=quitting)
-    if not records:
+    log_path = recorder.close_log()
+    if not recorder.records_total:
         logger.warning("llmload: no requests were recorded; nothing to write")
+        if log_path is not None:
+            log_path.unlink(missing_ok=True)
         return None
     run_id = opts.run_name or time.strftime("%Y%m%d-%H%M%S", time.localtime(st.run_started or time.time()))
     if not opts.run_name:
         run_id = f"{run_id}-{opts.provider}"
     run_dir = Path(opts.report_dir) / run_id
     levels = shapes.tracker(environment)
-    # Requests cut off by the stop have no outcome to measure: kept in records.jsonl.gz and counted, not judged.
-    finished = [r for r in records if r.error_kind != ErrorKind.INTERRUPTED]
-    results = build_results(
-        shapes.measured_records(environment, finished),
+    results = recorder.aggregate.results(
         run_id=run_id,
-        # Level runs measure each level from the end of its own ramp instead of from the first spawn.
-        window_start=None if levels.windows else st.window_start,
         levels=shapes.level_loads(environment),
         load=_load_description(environment),
         price_for=quality_options.price_for(opts),
         partial=partial or status["partial"],
     )
-    outage = _mock_config(opts).outage if st.emulator is not None else None
-    resilience.add_outage_recovery(results, records, st.emulator.started_at + outage[1] if outage else None)
     lag_warnings = openloop.lag_warnings(results)
-    meta = {**run_metadata(environment, len(records)), **status, **levels.meta()}
-    meta["interrupted_requests"] = len(records) - len(finished)
+    meta = {**run_metadata(environment, recorder.records_total), **status, **levels.meta()}
+    meta["interrupted_requests"] = recorder.records_interrupted
     saturation.apply(environment, results, meta)
     if lag_warnings:
         meta["warnings"] = lag_warnings
     meta["partial"] = meta["partial"] or partial
     run = RunResult(run_id=run_id, meta=meta, results=results)
     run.save(run_dir / "result.json")
-    write_records(records, run_dir / "records.jsonl.gz")
+    if log_path is not None:
+        log_path.replace(run_dir / "records.jsonl.gz")
     from llmload.export import write_csv  # pandas is slow to import; only pay for it when a run ends
 
     write_csv(run, run_dir / "result.csv")
@@ -392,16 +418,6 @@ def finalize(environment: Environment, *, partial: bool = False, quitting: bool 
     for line in [*shapes.summary_lines(environment), *(f"WARNING: {w}" for w in lag_warnings)]:
         print(line, flush=True)
     return run
-
-
-def write_records(records: list[RequestRecord], path: Path) -> None:
-    """Every exact record of the run (all workers), one JSON object a line, for re-analysis and audits."""
-    import gzip
-    import json
-
-    with gzip.open(path, "wt", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record.to_dict()) + "\n")
 
 
 def _load_description(environment: Environment) -> dict[str, Any]:

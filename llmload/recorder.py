@@ -1,24 +1,32 @@
-"""Collecting request records through Locust's own events, across processes.
+"""Collecting request records through Locust's own events, across processes, in bounded memory.
 
 Producers (User classes) fire ``events.request`` with ``context={"llmload": record}``; the :class:`Recorder`
 listens to that event like any other Locust listener, so Locust's UI, CSV and stats see the same requests.
 
 In distributed mode each worker's recorder ships the records it has not sent yet inside Locust's periodic worker
-report (``report_to_master``), and flushes the rest with a custom message when its test stops, so the master holds
-every exact sample and computes percentiles as one process would.
+report (``report_to_master``), and flushes the rest with a custom message when its test stops; a worker keeps
+nothing once sent. The master (or the single local process) does two things with every record as it arrives: it
+appends the exact record to the run's records log (``records.jsonl.gz``, written as the run goes), and folds it
+into ``llmload.aggregate.RunAccumulator``, from which the results are built. No list of records is kept, so a soak
+run's memory does not grow with its request count.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from llmload.aggregate import RunAccumulator
+from llmload.errors import ErrorKind
 from llmload.metrics import RequestRecord
 
 logger = logging.getLogger(__name__)
@@ -30,12 +38,33 @@ FLUSH_MESSAGE = "llmload_flush"
 Listener = Callable[[RequestRecord], None]
 
 
+class RecordsLog:
+    """The run's exact records, one JSON object a line, gzip-compressed, appended as they arrive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] | None = gzip.open(path, "wt", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(row) + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 class Recorder:
-    """Holds the exact records of the current run on this process (on the master: of all workers)."""
+    """This process's share of the current run: on the master (or local runner), every worker's records."""
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
-        self.records: list[RequestRecord] = []
+        self.aggregate = RunAccumulator()
+        self.records_total = 0
+        self.records_interrupted = 0
+        self._log: RecordsLog | None = None
         self._unsent: list[RequestRecord] = []
         self._lock = threading.Lock()
         self.listeners: list[Listener] = []
@@ -46,8 +75,27 @@ class Recorder:
         events.request.add_listener(self._on_request)
         events.report_to_master.add_listener(self._on_report_to_master)
         events.worker_report.add_listener(self._on_worker_report)
-        events.test_start.add_listener(self._on_test_start)
         events.test_stop.add_listener(self._on_test_stop)
+
+    def start_run(self, aggregate: RunAccumulator, log_path: Path | None) -> None:
+        """Begin a run on the master or local runner: fresh aggregates, and a records log at ``log_path``."""
+        self.close_log()
+        self.aggregate = aggregate
+        self._log = RecordsLog(log_path) if log_path is not None else None
+        self.records_total = 0
+        self.records_interrupted = 0
+        with self._lock:
+            self._unsent = []
+        self.flushed_workers = set()
+        self.workers_seen = set()
+
+    def close_log(self) -> Path | None:
+        """Finish the records log; its path, or None when there was none."""
+        if self._log is None:
+            return None
+        self._log.close()
+        path, self._log = self._log.path, None
+        return path
 
     def register_messages(self) -> None:
         """Register the flush message handler once the runner exists."""
@@ -62,10 +110,24 @@ class Recorder:
         self.add(record)
 
     def add(self, record: RequestRecord) -> None:
-        with self._lock:
-            self.records.append(record)
-            if isinstance(self.environment.runner, WorkerRunner):
+        if isinstance(self.environment.runner, WorkerRunner):
+            with self._lock:
                 self._unsent.append(record)
+            for listener in self.listeners:
+                listener(record)
+            return
+        self._keep(record, record.to_dict())
+
+    def _keep(self, record: RequestRecord, row: dict[str, Any]) -> None:
+        """Log and aggregate one record (master or local runner). Interrupted requests are logged and counted only:
+        a request cut off by the stop has no outcome to measure."""
+        self.records_total += 1
+        if self._log is not None:
+            self._log.write(row)
+        if record.error_kind == ErrorKind.INTERRUPTED:
+            self.records_interrupted += 1
+        else:
+            self.aggregate.add(record)
         for listener in self.listeners:
             listener(record)
 
@@ -82,11 +144,7 @@ class Recorder:
     def _ingest(self, client_id: str, rows: list[dict[str, Any]]) -> None:
         self.workers_seen.add(client_id)
         for row in rows:
-            record = RequestRecord.from_dict(row)
-            with self._lock:
-                self.records.append(record)
-            for listener in self.listeners:
-                listener(record)
+            self._keep(RequestRecord.from_dict(row), row)
 
     def _on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         rows = data.get(REPORT_KEY)
@@ -97,15 +155,6 @@ class Recorder:
         data = msg.data or {}
         self._ingest(msg.node_id, data.get("records", []))
         self.flushed_workers.add(msg.node_id)
-
-    def _on_test_start(self, **_: Any) -> None:
-        if isinstance(self.environment.runner, WorkerRunner):
-            return
-        with self._lock:
-            self.records = []
-            self._unsent = []
-        self.flushed_workers = set()
-        self.workers_seen = set()
 
     def _on_test_stop(self, **_: Any) -> None:
         runner = self.environment.runner
@@ -129,7 +178,3 @@ class Recorder:
         if missing:
             logger.warning("llmload: %d worker(s) did not flush their last records: %s", len(missing), sorted(missing))
         return False
-
-    def snapshot(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self.records)

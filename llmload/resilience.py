@@ -24,9 +24,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner
 
-from llmload.metrics import RequestRecord
-from llmload.reliability import outage_recovery, parse_outage
-from llmload.results import BenchmarkResult
+from llmload.reliability import parse_outage
 
 logger = logging.getLogger("llmload")
 
@@ -167,16 +165,3 @@ def run_status(environment: Environment, run_started: float | None, *, quitting:
     return {"partial": partial, "interrupted_by": interrupted_by, "lost_workers": list(current.lost_workers)}
 
 
-def add_outage_recovery(
-    results: list[BenchmarkResult], records: list[RequestRecord], outage_end: float | None
-) -> None:
-    """Add ``outage_recovery_s`` to each result's reliability, given the outage's end in Unix time."""
-    if outage_end is None:
-        return
-    for result in results:
-        mine = [
-            r for r in records
-            if (r.provider, r.model, r.scenario, r.level) == (result.provider, result.model, result.scenario,
-                                                               result.level)
-        ]
-        result.reliability["outage_recovery_s"] = outage_recovery(mine, outage_end)

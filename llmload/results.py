@@ -1,7 +1,7 @@
 """The data model: BenchmarkScenario, LatencyMetrics, TokenUsage, BenchmarkResult and the run file.
 
 Every constructor validates its rules and raises ``llmload.errors.ValidationError`` with a message that names the
-field. ``build_results`` turns a run's request records into one BenchmarkResult per
+field. ``llmload.aggregate`` turns a run's request records into one BenchmarkResult per
 provider/model/scenario (and load level, when the run had levels).
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -17,11 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from llmload.consistency import consistency_score
 from llmload.errors import ValidationError
-from llmload.metrics import RequestRecord
-from llmload.quality import wilson_interval
-from llmload.reliability import reliability_metrics
 from llmload.stats import bootstrap_ci, log_histogram, percentile
 
 SCHEMA_VERSION = 1
@@ -260,157 +255,6 @@ class BenchmarkResult:
 
 _RESULT_FIELDS = frozenset(f.name for f in fields(BenchmarkResult))
 _TOKEN_FIELDS = frozenset(f.name for f in fields(TokenUsage))
-
-TIMELINE_MAX_POINTS = 300
-
-
-def build_results(
-    records: Iterable[RequestRecord],
-    *,
-    run_id: str,
-    window_start: float | None = None,
-    load: dict[str, Any] | None = None,
-    levels: dict[int, dict[str, Any]] | None = None,
-    price_for: Any = None,
-    partial: bool = False,
-) -> list[BenchmarkResult]:
-    """Group records into BenchmarkResults, one per provider/model/scenario (and level, if records have one).
-
-    ``window_start`` (Unix seconds) excludes ramp-up: records that started earlier are dropped when at least one
-    record falls inside the window. ``price_for(provider, model)`` returns a pricing object with
-    ``cost(TokenUsage) -> float`` or None.
-    """
-    all_records = list(records)
-    if window_start is not None:
-        inside = [r for r in all_records if r.started_at >= window_start]
-        if inside:
-            all_records = inside
-    groups: dict[tuple[str, str, str, str, int | None], list[RequestRecord]] = defaultdict(list)
-    for rec in all_records:
-        groups[(rec.provider, rec.model, rec.scenario, rec.endpoint, rec.level)].append(rec)
-    results = []
-    for (provider, model, scenario, endpoint, level), recs in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        level_load = (levels or {}).get(level, {}) if level is not None else {}
-        results.append(
-            _build_one(
-                recs,
-                run_id=run_id,
-                provider=provider,
-                model=model,
-                scenario=scenario,
-                endpoint=endpoint,
-                level=level,
-                load={**(load or {}), **level_load},
-                price_for=price_for,
-                partial=partial,
-            )
-        )
-    return results
-
-
-def _build_one(
-    recs: list[RequestRecord],
-    *,
-    run_id: str,
-    provider: str,
-    model: str,
-    scenario: str,
-    endpoint: str,
-    level: int | None,
-    load: dict[str, Any],
-    price_for: Any,
-    partial: bool,
-) -> BenchmarkResult:
-    ok = [r for r in recs if r.ok]
-    failed = [r for r in recs if not r.ok]
-    start = min(r.started_at for r in recs)
-    end = max(r.started_at + r.e2e_ms / 1000.0 for r in recs)
-    duration = max(end - start, 1e-6)
-    out_tokens = sum(r.output_tokens for r in ok)
-    usage = TokenUsage(
-        input_tokens=sum(r.input_tokens for r in ok),
-        output_tokens=out_tokens,
-        total_tokens=sum(r.input_tokens for r in ok) + out_tokens,
-        cached_input_tokens=sum(r.cached_input_tokens for r in ok),
-        reasoning_tokens=sum(r.reasoning_tokens for r in ok),
-        estimated=any(r.output_tokens_estimated for r in ok),
-    )
-    pricing = price_for(provider, model) if price_for is not None else None
-    if pricing is not None:
-        usage = TokenUsage(**{**asdict(usage), "cost_usd": pricing.cost(usage)})
-    per_request_tps = [r.output_tokens / (r.e2e_ms / 1000.0) for r in ok if r.e2e_ms > 0 and r.output_tokens > 0]
-    warnings = []
-    if usage.estimated:
-        warnings.append("some output token counts are estimates: the provider reported no usage")
-    quality_checked = [r for r in recs if r.quality_ok is not None]
-    quality: dict[str, Any] = {}
-    if quality_checked:
-        passed = sum(1 for r in quality_checked if r.quality_ok)
-        quality = {"checked": len(quality_checked), "passed": passed, "accuracy": passed / len(quality_checked)}
-        quality["accuracy_ci95"] = wilson_interval(passed, len(quality_checked))
-    samples = [r.response_sample for r in ok if r.response_sample is not None]
-    if len(samples) >= 2:
-        quality["consistency"] = consistency_score(samples)
-        quality["consistency_samples"] = len(samples)
-    lags = [r.schedule_lag_ms for r in recs if r.schedule_lag_ms is not None]
-    return BenchmarkResult(
-        run_id=run_id,
-        provider=provider,
-        model=model,
-        scenario=scenario,
-        endpoint=endpoint,
-        started_at=start,
-        duration_s=duration,
-        requests_total=len(recs),
-        requests_ok=len(ok),
-        requests_failed=len(failed),
-        error_rate=len(failed) / len(recs),
-        errors_by_kind=dict(Counter(r.error_kind or "other" for r in failed)),
-        requests_per_s=len(ok) / duration,
-        output_tokens_per_s=out_tokens / duration,
-        e2e=LatencyMetrics.from_samples(r.e2e_ms for r in ok),
-        ttft=LatencyMetrics.from_samples(r.ttft_ms for r in ok if r.ttft_ms is not None),
-        itl=LatencyMetrics.from_samples(g for r in ok for g in r.itl_ms),
-        tpot=LatencyMetrics.from_samples(t for r in ok if (t := r.tpot_ms) is not None),
-        tokens=usage,
-        level=level,
-        load=load,
-        per_request_output_tokens_per_s=float(np.mean(per_request_tps)) if per_request_tps else None,
-        schedule_lag=LatencyMetrics.from_samples(lags, with_ci=False),
-        e2e_from_schedule=LatencyMetrics.from_samples(
-            (r.e2e_from_schedule_ms for r in ok if r.e2e_from_schedule_ms is not None), with_ci=False
-        ),
-        quality=quality,
-        timeline=_timeline(recs, start, duration),
-        warnings=warnings,
-        partial=partial,
-        reliability=reliability_metrics(recs),
-    )
-
-
-def _timeline(recs: list[RequestRecord], start: float, duration: float) -> list[dict[str, Any]]:
-    """Requests, errors (by kind) and median TTFT/e2e per time bucket, bucketed by completion time."""
-    bucket_s = max(1.0, math.ceil(duration / TIMELINE_MAX_POINTS))
-    buckets: dict[int, list[RequestRecord]] = defaultdict(list)
-    for r in recs:
-        buckets[int((r.started_at + r.e2e_ms / 1000.0 - start) // bucket_s)].append(r)
-    points = []
-    for index in sorted(buckets):
-        items = buckets[index]
-        ok = [r for r in items if r.ok]
-        ttfts = [r.ttft_ms for r in ok if r.ttft_ms is not None]
-        points.append(
-            {
-                "t": index * bucket_s,
-                "ok": len(ok),
-                "errors": dict(Counter(r.error_kind or "other" for r in items if not r.ok)),
-                "ttft_p50": float(np.median(ttfts)) if ttfts else None,
-                "e2e_p50": float(np.median([r.e2e_ms for r in ok])) if ok else None,
-                "output_tokens": sum(r.output_tokens for r in ok),
-            }
-        )
-    return points
-
 
 @dataclass(slots=True)
 class RunResult:

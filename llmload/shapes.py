@@ -7,7 +7,7 @@ Locust uses the first ``LoadTestShape`` subclass it finds in the locustfile, so 
 Every level has a number. The shape (on the master or local runner) publishes the current level in the per-process
 :class:`LevelTracker` and, in distributed mode, sends it to the workers with a custom message; users tag each record
 with it. A level's measured window starts once its ramp has finished (``--level-ramp``) and ends with the level, so
-only requests started inside it count (:func:`measured_records`).
+only requests started inside it count (:func:`in_measured_window`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import gevent
-import numpy as np
 from locust import LoadTestShape, events
 from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 from locust.util.timespan import parse_timespan
 
+from llmload.aggregate import Distribution, GroupAccumulator
 from llmload.errors import ConfigError
 from llmload.metrics import RequestRecord
 
@@ -127,22 +127,22 @@ class LevelVerdict:
 
 
 def judge_level(
-    level: Level, records: list[RequestRecord], ttft_p95_limit_ms: float, error_rate_limit: float
+    level: Level, groups: list[GroupAccumulator], ttft_p95_limit_ms: float, error_rate_limit: float
 ) -> LevelVerdict:
-    """Whether a level crossed a breaking-point threshold, from the records in its measured window."""
-    mine = [r for r in records if r.level == level.index]
-    errors = sum(1 for r in mine if not r.ok)
-    error_rate = errors / len(mine) if mine else 0.0
-    ttfts = [r.ttft_ms for r in mine if r.ok and r.ttft_ms is not None]
-    p95 = float(np.percentile(ttfts, 95)) if ttfts else None
+    """Whether a level crossed a breaking-point threshold, from the aggregates of its measured window."""
+    requests = sum(g.total for g in groups)
+    errors = sum(g.total - g.ok for g in groups)
+    error_rate = errors / requests if requests else 0.0
+    ttfts = Distribution.combined(g.ttft for g in groups)
+    p95 = ttfts.percentile(95) if ttfts.count else None
     reasons = []
-    if not mine:
+    if not requests:
         reasons.append("no request finished in the level's window")
-    if mine and error_rate > error_rate_limit:
+    if requests and error_rate > error_rate_limit:
         reasons.append(f"error rate {error_rate:.1%} > {error_rate_limit:.1%}")
     if ttft_p95_limit_ms > 0 and p95 is not None and p95 > ttft_p95_limit_ms:
         reasons.append(f"TTFT p95 {p95:.1f} ms > {ttft_p95_limit_ms:.1f} ms")
-    return LevelVerdict(level.index, level.users, len(mine), error_rate, p95, bool(reasons), "; ".join(reasons))
+    return LevelVerdict(level.index, level.users, requests, error_rate, p95, bool(reasons), "; ".join(reasons))
 
 
 class LevelTracker:
@@ -187,17 +187,11 @@ def current_level(environment: Environment) -> int | None:
     return tracker(environment).current
 
 
-def measured_records(environment: Environment, records: list[RequestRecord]) -> list[RequestRecord]:
-    """Records inside their level's measured window (after its ramp, before its end); all records without levels."""
+def in_measured_window(environment: Environment, record: RequestRecord) -> bool:
+    """Whether a record started inside its level's measured window (after the level's ramp, before its end)."""
     windows = tracker(environment).windows
-    if not windows:
-        return records
-    kept = []
-    for record in records:
-        window = windows.get(record.level) if record.level is not None else None
-        if window is not None and window["window_start"] <= record.started_at < window.get("window_end", float("inf")):
-            kept.append(record)
-    return kept
+    window = windows.get(record.level) if record.level is not None else None
+    return window is not None and window["window_start"] <= record.started_at < window.get("window_end", float("inf"))
 
 
 def level_loads(environment: Environment) -> dict[int, dict[str, Any]]:
@@ -301,8 +295,8 @@ class LLMLoadShape(LoadTestShape):
             gevent.sleep(WORKER_REPORT_INTERVAL + 0.5)
             # The wait must not eat into the next level's planned duration.
             self._paused_s += time.monotonic() - waited_from
-        records = measured_records(env, env.llmload_state.recorder.snapshot())  # type: ignore[attr-defined]
-        verdict = judge_level(level, records, opts.breaking_ttft_p95_ms, opts.breaking_error_rate)
+        groups = env.llmload_state.recorder.aggregate.level_groups(level.index)  # type: ignore[attr-defined]
+        verdict = judge_level(level, groups, opts.breaking_ttft_p95_ms, opts.breaking_error_rate)
         levels.verdicts.append(verdict)
         if verdict.broken:
             logger.info("llmload: level L%d broke: %s", level.index, verdict.reason)

@@ -55,10 +55,17 @@ def bootstrap_ci(
 HISTOGRAM_BINS = 60
 
 
-def log_histogram(values: Sequence[float] | np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str, list[float]]:
-    """Log-spaced histogram of positive durations: ``{"edges": [...], "counts": [...]}``. Small and plottable."""
+def log_histogram(
+    values: Sequence[float] | np.ndarray, bins: int = HISTOGRAM_BINS, weights: np.ndarray | None = None
+) -> dict[str, list[float]]:
+    """Log-spaced histogram of positive durations: ``{"edges": [...], "counts": [...]}``. Small and plottable.
+
+    ``weights`` counts each value that many times (an HDR histogram's recorded values and their counts)."""
     arr = np.asarray(values, dtype=float)
-    arr = arr[arr > 0]
+    positive = arr > 0
+    arr = arr[positive]
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)[positive]
     if arr.size == 0:
         return {"edges": [], "counts": []}
     lo, hi = float(arr.min()), float(arr.max())
@@ -66,7 +73,7 @@ def log_histogram(values: Sequence[float] | np.ndarray, bins: int = HISTOGRAM_BI
         # (Near-)constant samples: geomspace over a zero-width range gives non-increasing edges.
         hi = lo * 1.01 + 1e-9
     edges = np.geomspace(lo, hi, bins + 1)
-    counts, _ = np.histogram(arr, bins=edges)
+    counts, _ = np.histogram(arr, bins=edges, weights=weights)
     return {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
 
 

@@ -114,6 +114,16 @@ def assert_ttft_matches_truth(pairs: list[tuple[RequestRecord, dict]]) -> None:
 
 
 @pytest.mark.parametrize("name", EMULATED)
+def test_streamed_requests_reuse_one_kept_alive_connection(name: str, emu: EmulatorProcess) -> None:
+    """A finished stream returns its connection to the pool: no per-request TCP/TLS setup inside the next TTFT
+    (the sync openai SDK alone would reconnect for every stream; see llmload/providers/transport.py)."""
+    pairs = warm_runs(name, emu)
+    assert all(record.ok for record, _ in pairs)
+    ports = {truth["client_port"] for _, truth in pairs}
+    assert len(ports) == 1 and None not in ports, f"{name}: streamed requests came from ports {sorted(ports)}"
+
+
+@pytest.mark.parametrize("name", EMULATED)
 def test_streamed_ttft_and_usage_match_ground_truth(name: str, emu: EmulatorProcess) -> None:
     pairs = warm_runs(name, emu)
     for record, truth in pairs:

@@ -28,10 +28,13 @@ def expand_defaults(args: list[str]) -> list[str]:
     return [re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", a) for a in args]
 
 
+LLMLOAD_SERVICES = {"emulator", "master", "worker"}
+
+
 def test_services_share_one_image_and_build() -> None:
     services = compose()["services"]
-    assert set(services) == {"emulator", "master", "worker"}
-    for service in services.values():
+    assert set(services) == LLMLOAD_SERVICES | {"prometheus"}
+    for service in (services[name] for name in LLMLOAD_SERVICES):
         assert service["image"] == "llmload:latest" and service["build"] == "."
         assert "OPENAI_API_KEY" in service["environment"]
         assert all("=" not in entry for entry in service["environment"]), "secrets must pass through, never inline"
@@ -91,6 +94,30 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
         result = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "--quiet"], cwd=REPO,
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
-    # Without the plugin, the anchors must still resolve: every service got the shared keys.
-    for service in compose()["services"].values():
-        assert {"build", "image", "environment", "command"} <= set(service)
+    # Without the plugin, the anchors must still resolve: every llmload service got the shared keys.
+    services = compose()["services"]
+    for name in LLMLOAD_SERVICES:
+        assert {"build", "image", "environment", "command"} <= set(services[name])
+
+
+def test_prometheus_service_scrapes_the_masters_metrics() -> None:
+    services = compose()["services"]
+    prometheus = services["prometheus"]
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prometheus["image"]), "pin the Prometheus version"
+    assert "build" not in prometheus and "environment" not in prometheus, "no llmload image, no provider secrets"
+    assert prometheus["profiles"] == ["monitoring"]
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090"]
+    assert prometheus["depends_on"] == ["master"]
+    # The mounted file is config/prometheus.yml, and the command points Prometheus at it.
+    mounts = dict(v.removesuffix(":ro").split(":", 1) for v in prometheus["volumes"])
+    container_path = mounts["./config/prometheus.yml"]
+    assert f"--config.file={container_path}" in prometheus["command"]
+    config = yaml.safe_load((REPO / "config" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"  # served by llmload.monitor_web on the web UI
+    (static,) = job["static_configs"]
+    # The target is the master service on the port its web UI (which serves /metrics) listens on.
+    master_opts = get_parser().parse_args(expand_defaults(services["master"]["command"])[1:])
+    assert not master_opts.headless and not master_opts.web_login, "a headless or login-guarded UI has no open /metrics"
+    assert static["targets"] == [f"master:{master_opts.web_port}"]
+    assert f"127.0.0.1:{master_opts.web_port}:{master_opts.web_port}" in services["master"]["ports"]

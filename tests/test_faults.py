@@ -14,12 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from llmload.aggregate import build_results
 from llmload.emulator import PROTOCOLS, EmulatorProcess, MockConfiguration
 from llmload.emulator.config import FAULTS
 from llmload.errors import ErrorKind
 from llmload.providers import PROVIDERS, provider_class
 from llmload.providers.base import ProviderSettings
-from llmload.results import BenchmarkScenario, build_results
+from llmload.results import BenchmarkScenario
 from llmload.workload import execute
 from tests.conftest import LOCUST, REPO, locust_env
 

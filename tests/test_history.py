@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from llmload.aggregate import build_results
 from llmload.cli import main
 from llmload.compare import compare_runs
 from llmload.errors import ConfigError, ValidationError
@@ -28,7 +29,7 @@ from llmload.history import (
     trends_section,
 )
 from llmload.metrics import RequestRecord
-from llmload.results import RunResult, build_results
+from llmload.results import RunResult
 from tests.conftest import LOCUST, REPO, locust_env
 
 POSTGRES_URL = "postgresql://llmload:llmload@127.0.0.1:5432/llmload_test"

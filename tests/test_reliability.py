@@ -10,7 +10,7 @@ import pytest
 
 from llmload.errors import ConfigError
 from llmload.metrics import RequestRecord
-from llmload.reliability import outage_recovery, parse_outage, reliability_metrics
+from llmload.reliability import parse_outage, reliability_metrics
 from tests.conftest import LOCUST, REPO, locust_env
 
 T0 = 1_700_000_000.0
@@ -40,20 +40,20 @@ def test_scattered_errors_are_not_downtime() -> None:
 def test_an_outage_is_one_incident_with_its_recovery_time() -> None:
     # Success every 100 ms for 10 s, except a failure-only stretch from 3.0 s to 6.0 s.
     recs = [_rec(i * 0.1, not 3.0 <= i * 0.1 < 6.0) for i in range(100)]
-    stats = reliability_metrics(recs)
+    stats = reliability_metrics(recs, outage_end=T0 + 6.0)
     assert stats["incidents"] == 1
     assert stats["mttr_s"] == pytest.approx(3.0, abs=0.11)
     assert stats["uptime_pct"] == pytest.approx(70.0, abs=10.0)
     assert stats["mtbf_s"] == pytest.approx(7.0, abs=1.0)
     assert stats["open_incident"] is False
-    assert outage_recovery(recs, T0 + 6.0) == pytest.approx(0.0, abs=0.11)
+    assert stats["outage_recovery_s"] == pytest.approx(0.0, abs=0.11)
 
 
 def test_a_run_ending_in_failure_has_an_open_incident() -> None:
     recs = [_rec(i * 0.1, i < 50) for i in range(100)]
-    stats = reliability_metrics(recs)
+    stats = reliability_metrics(recs, outage_end=T0 + 6.0)
     assert stats["open_incident"] is True and stats["incidents"] == 0
-    assert outage_recovery(recs, T0 + 6.0) is None
+    assert stats["outage_recovery_s"] is None
 
 
 @pytest.mark.parametrize("spec", ["5", "a,b", "10,5", "-1,3", "1,2,3"])

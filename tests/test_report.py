@@ -159,3 +159,77 @@ def test_chart_json_turns_nan_into_gaps() -> None:
     assert str(_json_for_script({"y": [1.0, float("nan"), float("inf")], "t": "</script>"})) == (
         '{"y":[1.0,null,null],"t":"\\u003c/script\\u003e"}'
     )
+
+
+RELIABILITY = {
+    "bucket_s": 1.0, "uptime_pct": 97.25, "error_rate": 0.04, "incidents": 2, "mtbf_s": 36.5, "mttr_s": 1.75,
+    "longest_incident_s": 2.5, "open_incident": True, "outage_recovery_s": 0.42,
+    "incident_windows": [[3.0, 5.5], [12.0, 13.0]],
+}
+
+
+def _section(html: str, section_id: str) -> str:
+    start = html.index(f'<section id="{section_id}">')
+    return html[start:html.index("</section>", start)]
+
+
+def test_reliability_section_shows_each_results_figures() -> None:
+    measured = synthetic_result(provider="a", model="m")
+    measured.reliability = dict(RELIABILITY)
+    quiet = synthetic_result(provider="b", model="m", seed=2)
+    quiet.reliability = {"uptime_pct": 100.0, "error_rate": 0.0, "incidents": 0, "mtbf_s": None, "mttr_s": None,
+                         "longest_incident_s": None, "open_incident": False, "incident_windows": []}
+    section = _section(render([_run(measured, quiet)], inline_js=False), "reliability")
+    row_a, row_b = re.findall(r"<tr>\s*<td class=\"l\">(.*?)</tr>", section, flags=re.S)
+    assert row_a.startswith("a:m")
+    for text in ("97.25%", "<td>2</td>", "36.5 s", "1.75 s", "2.50 s", "yes", "0.42 s", "3.0–5.5 s, 12.0–13.0 s"):
+        assert text in row_a, text
+    assert row_b.startswith("b:m")
+    assert "100.00%" in row_b and "<td>0</td>" in row_b and ">no</td>" in row_b
+    assert row_b.count("<td>–</td>") == 4  # MTBF, MTTR, longest incident and outage recovery were not measured
+    assert "outage recovery" in section
+
+
+def test_reliability_without_outage_has_no_recovery_column_and_long_durations_change_unit() -> None:
+    result = synthetic_result(provider="a", model="m")
+    result.reliability = {k: v for k, v in RELIABILITY.items() if k != "outage_recovery_s"} | {"mtbf_s": 5400.0}
+    section = _section(render([_run(result)], inline_js=False), "reliability")
+    assert "outage recovery" not in section
+    assert "90.0 min" in section
+
+
+def test_missing_reliability_block_still_renders() -> None:
+    old = synthetic_result(provider="a", model="m")  # results saved before reliability existed: empty block
+    html = render([_run(old)], inline_js=False)
+    assert "carry no reliability figures" in _section(html, "reliability")
+    partly = synthetic_result(provider="b", model="m", seed=2)
+    partly.reliability = {"uptime_pct": None, "incidents": 1}  # keys missing or None: dashes, no KeyError
+    section = _section(render([_run(old, partly)], inline_js=False), "reliability")
+    assert "<td>1</td>" in section and section.count("<td>–</td>") >= 8
+
+
+def test_reliability_values_are_escaped() -> None:
+    result = synthetic_result(provider=f"p{EVIL}", model="m")
+    result.reliability = dict(RELIABILITY) | {"incidents": EVIL, "open_incident": EVIL, "incident_windows": [[EVIL, 1]]}
+    section = _section(render([_run(result)], inline_js=False), "reliability")
+    assert "<script>" not in section and "&lt;script&gt;" in section
+
+
+def test_matrix_shows_cost_per_request_and_quality_per_dollar() -> None:
+    priced = synthetic_result(provider="a", model="m", n=400, cost_usd=0.5, accuracy=0.9)
+    cheap = synthetic_result(provider="b", model="m", n=400, cost_usd=0.002, seed=2)
+    unpriced = synthetic_result(provider="c", model="m", seed=3)
+    assert priced.cost_per_request_usd == pytest.approx(0.00125)
+    assert priced.quality_per_dollar == pytest.approx(720.0)
+    matrix = _section(render([_run(priced, cheap, unpriced)], inline_js=False), "matrix")
+    assert "per request" in matrix and "per 1k requests" in matrix and "passed per $" in matrix
+    assert "$0.00125" in matrix and "$1.25" in matrix and "720.0" in matrix
+    assert "$0.00000500" in matrix and "$0.0050" in matrix  # $0.002 over 400 requests keeps three significant digits
+    row_c = re.findall(r"<tr>\s*<td class=\"l\">(.*?)</tr>", matrix, flags=re.S)[2]
+    assert row_c.startswith("c:m") and row_c.count("n/a") >= 3
+
+
+def test_matrix_without_prices_has_no_cost_columns() -> None:
+    matrix = _section(render([_run(synthetic_result(provider="a", model="m", accuracy=0.9))], inline_js=False),
+                      "matrix")
+    assert "per request" not in matrix and "passed per $" not in matrix and "accuracy" in matrix

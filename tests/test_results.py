@@ -6,9 +6,10 @@ import math
 
 import pytest
 
+from llmload.aggregate import build_results
 from llmload.errors import ValidationError
 from llmload.metrics import RequestRecord
-from llmload.results import BenchmarkResult, BenchmarkScenario, LatencyMetrics, RunResult, TokenUsage, build_results
+from llmload.results import BenchmarkResult, BenchmarkScenario, LatencyMetrics, RunResult, TokenUsage
 
 
 def latency(**overrides: float) -> LatencyMetrics:

@@ -12,10 +12,11 @@ from locust.argument_parser import get_parser
 from locust.env import Environment
 
 from llmload import plugin
+from llmload.aggregate import GroupAccumulator, RunAccumulator
 from llmload.errors import ConfigError
 from llmload.metrics import RequestRecord
 from llmload.openloop import ArrivalSchedule
-from llmload.shapes import Level, LLMLoadShape, judge_level, measured_records, plan_levels, tracker
+from llmload.shapes import Level, LLMLoadShape, in_measured_window, judge_level, plan_levels, tracker
 from llmload.users import LLMUser
 from tests.conftest import LOCUST, REPO, locust_env
 
@@ -39,8 +40,9 @@ def ticks(shape: LLMLoadShape, times: list[float], now0: float = 1000.0) -> list
     return [shape.level_tick(t, now0 + t) for t in times]
 
 
-def record(level: int, started_at: float, *, ok: bool = True, ttft_ms: float = 100.0) -> RequestRecord:
-    return RequestRecord(provider="openai", model="m", scenario="s", endpoint="chat", started_at=started_at, ok=ok,
+def record(level: int, started_at: float, *, ok: bool = True, ttft_ms: float = 100.0, scenario: str = "s"
+           ) -> RequestRecord:
+    return RequestRecord(provider="openai", model="m", scenario=scenario, endpoint="chat", started_at=started_at, ok=ok,
                          e2e_ms=200.0, ttft_ms=ttft_ms if ok else None, level=level,
                          error_kind=None if ok else "server_error")
 
@@ -92,18 +94,26 @@ def test_measured_records_exclude_ramp_and_other_levels() -> None:
                                     "--level-ramp", "3s")
     ticks(shape, [0, 10, 20])
     records = [record(0, 1001.0), record(0, 1004.0), record(1, 1012.0), record(1, 1015.0), record(1, 1021.0)]
-    kept = measured_records(environment, records)
+    kept = [r for r in records if in_measured_window(environment, r)]
     assert [(r.level, r.started_at) for r in kept] == [(0, 1004.0), (1, 1015.0)]
+
+
+def _level_groups(records: list[RequestRecord], level: int) -> list[GroupAccumulator]:
+    aggregate = RunAccumulator()
+    for r in records:
+        aggregate.add(r)
+    return aggregate.level_groups(level)
 
 
 def test_judge_level_thresholds() -> None:
     level = Level(index=1, users=10, start_s=0, duration_s=10, ramp_s=2)
     good = [record(1, 0, ttft_ms=t) for t in range(100, 200)]
-    assert not judge_level(level, good, ttft_p95_limit_ms=500, error_rate_limit=0.05).broken
-    slow = judge_level(level, good, ttft_p95_limit_ms=150, error_rate_limit=0.05)
+    assert not judge_level(level, _level_groups(good, 1), ttft_p95_limit_ms=500, error_rate_limit=0.05).broken
+    slow = judge_level(level, _level_groups(good, 1), ttft_p95_limit_ms=150, error_rate_limit=0.05)
     assert slow.broken and "TTFT p95" in slow.reason and slow.ttft_p95_ms == pytest.approx(194.05)
-    failing = good + [record(1, 0, ok=False)] * 10
-    verdict = judge_level(level, failing, ttft_p95_limit_ms=0, error_rate_limit=0.05)
+    # Two scenarios in one level are judged together.
+    failing = good + [record(1, 0, ok=False, scenario="other")] * 10
+    verdict = judge_level(level, _level_groups(failing, 1), ttft_p95_limit_ms=0, error_rate_limit=0.05)
     assert verdict.broken and "error rate" in verdict.reason and verdict.requests == 110
     assert judge_level(level, [], 0, 0.05).broken
 

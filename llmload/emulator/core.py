@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import json
 import random
@@ -55,6 +56,8 @@ class Truth:
     last_content_at: float | None = None
     done_at: float | None = None
     status: int = 200
+    client_port: int | None = None
+    """The client's TCP source port: requests with the same port came over one kept-alive connection."""
 
 
 @dataclass(slots=True)
@@ -183,6 +186,7 @@ class Emulator:
             planned_ttft_ms=cfg.ttft_ms,
             fault=fault,
             input_tokens=input_tokens,
+            client_port=_client_port.get(),
         )
         self.truth.append(truth)
         return Generation(
@@ -330,9 +334,19 @@ class Protocol:
         raise NotImplementedError
 
 
+_client_port: contextvars.ContextVar[int | None] = contextvars.ContextVar("client_port", default=None)
+
+
+@web.middleware
+async def _note_client_port(request: web.Request, handler: Handler) -> web.StreamResponse:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    _client_port.set(peer[1] if isinstance(peer, tuple) and len(peer) >= 2 else None)
+    return await handler(request)
+
+
 def build_app(emulator: Emulator, protocols: list[type[Protocol]]) -> web.Application:
     """An aiohttp application serving the given protocols plus the emulator's own ``/_llmload`` endpoints."""
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_note_client_port])
     for protocol_cls in protocols:
         app.add_routes(protocol_cls(emulator).routes())
 

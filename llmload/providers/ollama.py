@@ -1,7 +1,8 @@
 """Ollama adapter on the official ollama client (``/api/chat``, ``/api/embed``).
 
-Terminal event: the ``done: true`` line, which also carries usage (``prompt_eval_count``, ``eval_count``). The
-client ends its iterator quietly when a stream stops without one, so the adapter classes that as
+Terminal event: the ``done: true`` line, which also carries usage (``prompt_eval_count``, ``eval_count``); the
+request ends when the client's iterator finishes after it, as with the OpenAI adapter. The client ends its iterator
+quietly when a stream stops without one, so the adapter classes that as
 ``truncated_stream``. Ollama sends a tool call whole, in one line, with ``arguments`` as an object; the adapter
 serializes it to a JSON string so tool arguments look the same from every provider.
 
@@ -81,13 +82,20 @@ class OllamaProvider(Provider):
             raise self._classify(exc) from None
 
     def _stream(self, kwargs: dict[str, Any]) -> Iterator[StreamEvent]:
-        done = False
+        end: StreamEnd | None = None
         calls: list[dict[str, str]] = []
         for part in self.client.chat(**kwargs, stream=True):
-            yield from self._events(part, calls)
-            done = done or bool(part.done)
-        if not done:
+            for event in self._events(part, calls):
+                if isinstance(event, StreamEnd):
+                    end = event
+                else:
+                    yield event
+        if end is None:
             raise RequestError(ErrorKind.TRUNCATED_STREAM, "stream ended without a done:true line")
+        # StreamEnd only once the SDK's iterator has finished: it then has read the HTTP body to its end and the
+        # connection goes back to the pool (ending at the done line would close it, and the next request would
+        # pay a new connection inside its TTFT).
+        yield end
 
     def _events(self, part: Any, calls: list[dict[str, str]]) -> Iterator[StreamEvent]:
         """The events of one chat response object (a stream line, or a whole non-streamed reply).

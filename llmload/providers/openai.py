@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import openai
+from openai._constants import DEFAULT_CONNECTION_LIMITS
 
 from llmload.errors import ErrorKind, RequestError
 from llmload.metrics import mark_sent
 from llmload.providers.base import Provider, classify_exception
+from llmload.providers.transport import ReusingTransport
 from llmload.secrets import redact
 from llmload.types import ChatRequest, ContentDelta, EmbeddingRequest, StreamEnd, StreamEvent, UsageReport
 
@@ -35,7 +37,10 @@ class OpenAIProvider(Provider):
             api_key=settings.api_key.reveal() if settings.api_key else "llmload-no-key",
             max_retries=0,
             timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-            http_client=openai.DefaultHttpxClient(event_hooks={"request": [mark_sent]}),
+            http_client=openai.DefaultHttpxClient(
+                event_hooks={"request": [mark_sent]},
+                transport=ReusingTransport(limits=DEFAULT_CONNECTION_LIMITS),
+            ),
         )
         # The SDK imports resource modules on first attribute access (~100 ms); do it now, outside any TTFT.
         self.completions = self.client.chat.completions

@@ -74,6 +74,38 @@ def _usd(value: float | None) -> str:
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
+def _usd_fine(value: float | None) -> str:
+    """USD with enough decimals for per-request prices (three significant digits below a cent, no exponent)."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if 0 < value < 0.01:
+        return f"${value:,.{min(10, 2 - math.floor(math.log10(value)))}f}"
+    return _usd(value)
+
+
+DASH = "\u2013"
+"""What the reliability table shows for a value that was not measured (None or absent)."""
+
+
+def _dash_or(value: Any, fmt: str) -> str:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return DASH
+    return fmt.format(value)
+
+
+def _seconds(value: float | None) -> str:
+    """A duration in seconds, in the unit that keeps it short: s below 2 min, min below 2 h, then h."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return DASH
+    if value < 10:
+        return f"{value:.2f} s"
+    if value < 120:
+        return f"{value:,.1f} s"
+    if value < 7200:
+        return f"{value / 60:,.1f} min"
+    return f"{value / 3600:,.1f} h"
+
+
 def _when(value: float | None) -> str:
     if not isinstance(value, (int, float)):
         return "n/a"
@@ -109,6 +141,8 @@ def _environment() -> Environment:
     env.filters["ms"] = _ms
     env.filters["pct"] = _pct
     env.filters["usd"] = _usd
+    env.filters["usd_fine"] = _usd_fine
+    env.filters["seconds"] = _seconds
     env.filters["when"] = _when
     env.filters["tojson_script"] = _json_for_script
     return env
@@ -374,7 +408,40 @@ def _matrix_rows(items: Sequence[Entry]) -> list[dict[str, Any]]:
                 "label": e.label,
                 "r": r,
                 "cost_per_1k": cost_per_1k_output(r),
+                "cost_per_request": r.cost_per_request_usd,
+                "cost_per_1k_requests": r.cost_per_1k_requests_usd,
+                "quality_per_dollar": r.quality_per_dollar,
                 "errors": sorted(r.errors_by_kind.items(), key=lambda kv: -kv[1]),
+            }
+        )
+    return rows
+
+
+INCIDENT_WINDOWS_SHOWN = 5
+
+
+def _reliability_rows(items: Sequence[Entry]) -> list[dict[str, Any]]:
+    """One row per result from its ``reliability`` block, every cell already formatted ("–" when not measured)."""
+    rows = []
+    for e in items:
+        rel = e.result.reliability or {}
+        open_incident = rel.get("open_incident")
+        windows = [w for w in rel.get("incident_windows") or [] if isinstance(w, (list, tuple)) and len(w) == 2]
+        rows.append(
+            {
+                "label": e.label,
+                "measured": bool(rel),
+                "uptime": _dash_or(rel.get("uptime_pct"), "{:.2f}%"),
+                "incidents": _dash_or(rel.get("incidents"), "{:,}"),
+                "mtbf": _seconds(rel.get("mtbf_s")),
+                "mttr": _seconds(rel.get("mttr_s")),
+                "longest": _seconds(rel.get("longest_incident_s")),
+                "open_incident": DASH if not isinstance(open_incident, bool) else ("yes" if open_incident else "no"),
+                "open": open_incident is True,
+                "outage_recovery": _seconds(rel.get("outage_recovery_s")),
+                "windows": [f"{_dash_or(a, '{:,.1f}')}–{_dash_or(b, '{:,.1f}')} s"
+                            for a, b in windows[:INCIDENT_WINDOWS_SHOWN]],
+                "more_windows": max(0, len(windows) - INCIDENT_WINDOWS_SHOWN),
             }
         )
     return rows
@@ -426,6 +493,9 @@ def build_context(runs: Sequence[RunResult], *, extra_sections: Sequence[Section
         "title": "llmload report — " + ", ".join(run.run_id for run in runs),
         "generated_at": _when(datetime.now(UTC).timestamp()),
         "rows": _matrix_rows(items),
+        "reliability_rows": _reliability_rows(items),
+        "any_reliability": any(e.result.reliability for e in items),
+        "any_outage_recovery": any("outage_recovery_s" in (e.result.reliability or {}) for e in items),
         "verdicts": found,
         "headline": headline(found),
         "verdict_metrics": grid_metrics,
@@ -435,6 +505,7 @@ def build_context(runs: Sequence[RunResult], *, extra_sections: Sequence[Section
         "scenarios": sorted({e.result.scenario for e in items}),
         "any_cost": any(e.result.tokens.cost_usd is not None for e in items),
         "any_quality": any(e.result.quality for e in items),
+        "any_quality_per_dollar": any(e.result.quality_per_dollar is not None for e in items),
         "warnings": sorted({f"{e.label}: {w}" for e in items for w in e.result.warnings}
                            | {f"{e.label}: partial result (the run was stopped early)" for e in items
                               if e.result.partial}),
