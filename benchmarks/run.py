@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -151,7 +152,68 @@ def client_main(spec: dict[str, Any]) -> dict[str, Any]:
 # --- orchestration -------------------------------------------------------------------------------------------------
 
 
+GUIDELLM_TOKENIZER = """
+import sys
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+tok = Tokenizer(models.BPE(unk_token="<unk>"))
+tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+tok.decoder = decoders.ByteLevel()
+trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"],
+                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+tok.train_from_iterator(["load testing measures how a system behaves under expected and peak traffic"], trainer)
+PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>").save_pretrained(
+    sys.argv[1])
+"""
+"""GuideLLM's synthetic prompts need a tokenizer; with no network, a tiny one is trained locally (it only sizes the
+prompts: the emulator answers with its configured token count whatever the prompt)."""
+
+
+def guidellm_client(spec: dict[str, Any]) -> dict[str, Any]:
+    """GuideLLM (``guidellm run``, its own process model) at ``users`` concurrent streams against the emulator.
+
+    Its per-request TTFT and ITL (a request's mean gap) come from its JSON output, over the same kind of window as
+    the other clients: requests started ``warmup_s`` after its first request and within ``duration_s``."""
+    import tempfile
+
+    exe = Path(spec["guidellm"])
+    tokenizer = Path(tempfile.gettempdir()) / "llmload-bench-tokenizer"
+    if not (tokenizer / "tokenizer.json").exists():
+        subprocess.run([str(exe.parent / "python"), "-c", GUIDELLM_TOKENIZER, str(tokenizer)], check=True,
+                       capture_output=True, timeout=120)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "guidellm.json"
+        proc = subprocess.run(
+            [str(exe), "run", "--backend", f"kind=openai_http,target={spec['url']},model={tokenizer}",
+             "--profile", f"kind=concurrent,streams={spec['users']}",
+             "--constraint", f"kind=max_duration,seconds={spec['warmup_s'] + spec['duration_s']}",
+             "--data", f"kind=synthetic_text,prompt_tokens=32,output_tokens={spec['output_tokens']}",
+             "--output", f"kind=json,path={out}", "--disable-console-interactive"],
+            capture_output=True, text=True, timeout=spec["duration_s"] + spec["warmup_s"] + 240,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"guidellm failed: {(proc.stdout + proc.stderr)[-1500:]}")
+        (benchmark,) = json.loads(out.read_text())["benchmarks"]
+    requests = benchmark["requests"]
+    done = requests["successful"]
+    measured_from = min(r["request_start_time"] for r in done) + spec["warmup_s"]
+    measured_to = measured_from + spec["duration_s"]
+    window = [r for r in done if measured_from <= r["request_start_time"] <= measured_to]
+    return {
+        "ttft_ms": [r["time_to_first_token_ms"] for r in window],
+        "itl_ms": [r["inter_token_latency_ms"] for r in window if r["inter_token_latency_ms"] is not None],
+        "failures": len(requests.get("errored") or []),
+        "chunks": sum(r["output_tokens"] for r in window),
+        "measured_from": measured_from,
+        "measured_to": measured_to,
+        "cpu_share": None,
+    }
+
+
 def run_client(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["client"] == "guidellm":
+        return guidellm_client(spec)
     proc = subprocess.run(
         [sys.executable, __file__, "--client-spec", json.dumps(spec)],
         cwd=REPO, capture_output=True, text=True, timeout=spec["duration_s"] + spec["warmup_s"] + 180,
@@ -162,10 +224,10 @@ def run_client(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure_point(emu: Any, client: str, users: int, *, duration_s: float, warmup_s: float,
-                  output_tokens: int) -> dict[str, Any]:
+                  output_tokens: int, guidellm: str | None = None) -> dict[str, Any]:
     emu.reset()
     spec = {"client": client, "users": users, "url": emu.url, "duration_s": duration_s, "warmup_s": warmup_s,
-            "output_tokens": output_tokens}
+            "output_tokens": output_tokens, "guidellm": guidellm}
     got = run_client(spec)
     truth = [t for t in emu.truth(since=got["measured_from"] - 5)
              if t["first_content_at"] and t["tokens_sent"] == output_tokens
@@ -180,10 +242,10 @@ def measure_point(emu: Any, client: str, users: int, *, duration_s: float, warmu
         "failures": got["failures"],
         "requests_per_s": round(len(measured) / duration_s, 1),
         "chunks_per_s": round(got["chunks"] / duration_s, 1),
-        "client_cpu_share": round(got["cpu_share"], 3),
+        "client_cpu_share": None if got["cpu_share"] is None else round(got["cpu_share"], 3),
         # CPU per streamed chunk does not depend on how much of a core a busy machine leaves the client.
         "client_cpu_us_per_chunk": round(got["cpu_share"] * duration_s / got["chunks"] * 1e6, 1)
-        if got["chunks"] else None,
+        if got["chunks"] and got["cpu_share"] is not None else None,
     }
     for name, client_values, truth_values in (("ttft", measured, truth_ttft), ("itl", got["itl_ms"], truth_itl)):
         for q in (50, 99):
@@ -193,15 +255,17 @@ def measure_point(emu: Any, client: str, users: int, *, duration_s: float, warmu
     return point
 
 
-def accuracy(user_steps: list[int], *, duration_s: float) -> list[dict[str, Any]]:
+def accuracy(user_steps: list[int], *, duration_s: float, guidellm: str | None = None) -> list[dict[str, Any]]:
     from llmload.emulator import EmulatorProcess, MockConfiguration
 
     points = []
     config = MockConfiguration(ttft_ms=200, itl_ms=20, output_tokens=32)
+    clients = (*CLIENTS, "guidellm") if guidellm else CLIENTS
     with EmulatorProcess("openai", config) as emu:
         for users in user_steps:
-            for client in CLIENTS:
-                point = measure_point(emu, client, users, duration_s=duration_s, warmup_s=2.0, output_tokens=32)
+            for client in clients:
+                point = measure_point(emu, client, users, duration_s=duration_s, warmup_s=2.0, output_tokens=32,
+                                      guidellm=guidellm)
                 points.append(point)
                 print(f"accuracy {client:>11} users={users:<5} TTFT p50/p99 err {point['ttft_p50_error_ms']}/"
                       f"{point['ttft_p99_error_ms']} ms  ITL p50/p99 err {point['itl_p50_error_ms']}/"
@@ -303,6 +367,10 @@ def ratios(acc: list[dict[str, Any]], cap: dict[str, Any]) -> dict[str, Any]:
         if costs and base_costs:
             out[f"cpu_per_chunk_{client}_over_handrolled"] = round(min(costs) / min(base_costs), 2)
     for point in acc:
+        peer = next((p for p in acc if p["client"] == "guidellm" and p["users"] == point["users"]), None)
+        if point["client"] == "openai-fast" and peer and peer["ttft_p99_error_ms"] and point["ttft_p99_error_ms"]:
+            key = f"ttft_p99_error_openai-fast_over_guidellm@{point['users']}"
+            out[key] = round(point["ttft_p99_error_ms"] / peer["ttft_p99_error_ms"], 2)
         if point["client"] == "handrolled":
             continue
         baseline = next((p for p in acc if p["client"] == "handrolled" and p["users"] == point["users"]), None)
@@ -316,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Fewer, shorter steps (about 2 minutes)")
     parser.add_argument("--out", default=str(REPO / "reports" / "bench"), help="Folder for the JSON of numbers")
+    parser.add_argument("--guidellm", default=os.environ.get("LLMLOAD_BENCH_GUIDELLM") or shutil.which("guidellm"),
+                        help="GuideLLM executable, installed in its own venv (pip install guidellm); adds it as a "
+                        "peer client in the accuracy section")
     parser.add_argument("--client-spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client_spec:
@@ -330,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     mem = memory((10_000, 100_000, 120_000) if args.quick else (25_000, 50_000, 100_000, 200_000),
                  baseline_count=10_000 if args.quick else 25_000)
     print(f"memory {mem}", flush=True)
-    acc = accuracy(acc_users, duration_s=duration)
+    if not args.guidellm:
+        print("guidellm not found (--guidellm PATH): accuracy runs without the GuideLLM peer", flush=True)
+    acc = accuracy(acc_users, duration_s=duration, guidellm=args.guidellm)
     cap = capacity(cap_users, duration_s=duration)
     result = {
         "started_at": started,
