@@ -4,6 +4,8 @@
   KeyboardInterrupt (SIGINT), *before* it stops the runner. A run that is still unfinalized at ``quitting`` did not
   reach its planned end, so the plugin finalizes it as partial. The signal handlers here only remember which
   signal it was, then hand over to Locust's own handling.
+* A headless master still waiting for ``--expect-workers`` handles SIGINT/SIGTERM itself: one line, the workers
+  that did connect told to quit, exit code 128 + the signal number (130, 143).
 * Lost workers: the master polls its workers' heartbeat state; a worker that goes missing is logged once, left
   out of the final flush wait, and recorded in ``meta["lost_workers"]``; the run goes on without it.
 * Options: ``--emulator-outage START,END`` (an injected outage window) and ``--llmload-debug`` (tracebacks on
@@ -22,7 +24,7 @@ from typing import Any
 import gevent
 from locust import events
 from locust.env import Environment
-from locust.runners import MasterRunner
+from locust.runners import STATE_INIT, MasterRunner
 
 from llmload.reliability import parse_outage
 
@@ -65,6 +67,8 @@ class RunWatch:
     interrupted_by: str | None = None
     stopped: bool = False
     """Whether Locust's test_stop fired: a run quit before it was interrupted, not finished."""
+    quitting_unstarted: bool = False
+    """Whether a signal already ended this master while it waited for workers (a second signal does nothing)."""
     lost_workers: list[str] = field(default_factory=list)
     monitor: gevent.Greenlet | None = None
 
@@ -82,8 +86,38 @@ def _remember_signal(environment: Environment, name: str) -> None:
         current.interrupted_by = name
 
 
+def _waiting_for_workers(environment: Environment) -> bool:
+    """Whether a headless master is still waiting for ``--expect-workers``: Locust handles no signal there (its
+    SIGTERM handler is not installed yet, and a KeyboardInterrupt escapes as a traceback), and the workers that
+    did connect would be left running."""
+    runner = environment.runner
+    opts = environment.parsed_options
+    return isinstance(runner, MasterRunner) and runner.state == STATE_INIT and bool(getattr(opts, "headless", False))
+
+
+def _quit_while_waiting(environment: Environment, signum: int) -> None:
+    """End a master that is still waiting for workers: one line, connected workers told to quit, exit 128+signum."""
+    runner = environment.runner
+    assert isinstance(runner, MasterRunner)
+    current = watch(environment)
+    if current.quitting_unstarted:
+        return
+    current.quitting_unstarted = True
+    name = signal.Signals(signum).name
+    logger.error(
+        "llmload: %s while waiting for workers (%d of %d connected); no request was sent, no result written",
+        name, len(runner.clients.ready), getattr(environment.parsed_options, "expect_workers", 0),
+    )
+    runner.quit()
+    # Stops the embedded emulator; finalize has nothing to write, the run never started.
+    environment.events.quitting.fire(environment=environment, reverse=True)
+    raise SystemExit(128 + signum)
+
+
 def _on_sigterm(environment: Environment) -> None:
     _remember_signal(environment, "SIGTERM")
+    if _waiting_for_workers(environment):
+        _quit_while_waiting(environment, signal.SIGTERM)
     shape = getattr(environment.runner, "shape_greenlet", None)
     if shape is not None and not shape.dead:
         # With a load shape, headless Locust blocks in shape_greenlet.join() *before* installing its own SIGTERM
@@ -100,6 +134,10 @@ def on_init(environment: Environment, **_: Any) -> None:
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         _remember_signal(environment, "SIGINT")
+        if _waiting_for_workers(environment):
+            # The handler may run in gevent's hub, which must not block: quit from a greenlet of its own.
+            gevent.spawn(_quit_while_waiting, environment, signum)
+            return
         if callable(previous):
             previous(signum, frame)
         else:

@@ -1,7 +1,8 @@
 """Interrupted runs write what they measured, marked partial; a lost worker does not stop the master.
 
-Real ``locust`` subprocesses against the embedded emulator: SIGINT/SIGTERM mid-run (single process and a
-distributed master), and a worker killed with SIGKILL mid-run.
+Real ``locust`` subprocesses against emulators: SIGINT/SIGTERM mid-run (single process, and a distributed master
+checked against the emulator's count of the requests it received), a signal to a master still waiting for its
+workers, and a worker killed with SIGKILL mid-run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from llmload.emulator import EmulatorProcess, MockConfiguration
+from llmload.history import HistoryStore
 from tests.conftest import LOCUST, REPO, locust_env
 from tests.raw_http import free_port
 
@@ -43,7 +46,7 @@ def _wait_for_spawn(log: Path, proc: subprocess.Popen[str], then_s: float) -> No
     time.sleep(then_s)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda sig: sig.name)
 def test_signal_mid_run_writes_partial_results(tmp_path: Path, sig: signal.Signals) -> None:
     log = tmp_path / "locust.log"
     with log.open("w") as log_file:
@@ -65,6 +68,99 @@ def test_signal_mid_run_writes_partial_results(tmp_path: Path, sig: signal.Signa
     assert result["partial"] is True and result["requests_ok"] > 0
     assert (tmp_path / "interrupted" / "report.html").exists()
     assert "did not reach its planned end" in stderr
+    gone, alive = psutil.wait_procs(emulators, timeout=10)
+    assert not alive, "the emulator subprocess outlived locust"
+
+
+def _start_workers(port: int, count: int) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen(
+            [LOCUST, "-f", "locustfiles/chat.py", "--worker", "--master-host", "127.0.0.1", "--master-port",
+             str(port)],
+            cwd=REPO, env=locust_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        )
+        for _ in range(count)
+    ]
+
+
+def _end(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda sig: sig.name)
+def test_signal_to_distributed_master_loses_no_record(tmp_path: Path, sig: signal.Signals) -> None:
+    """The workers' records of the last report interval (Locust reports every 3 s) reach the results: every
+    request the emulator received has a record, the run is stored in history marked partial, the workers quit."""
+    port = free_port()
+    log = tmp_path / "master.log"
+    history = tmp_path / "history.db"
+    config = MockConfiguration(ttft_ms=20, itl_ms=2, output_tokens=8)
+    with EmulatorProcess("openai", config) as emu, log.open("w") as log_file:
+        master = subprocess.Popen(
+            [LOCUST, "-f", "locustfiles/chat.py", "--headless", "--master", "--expect-workers", "2",
+             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "-u", "4", "-r", "4", "-t", "120s",
+             "-H", f"{emu.url}/v1", "--emulator", "never", "--run-name", "dist-interrupted",
+             "--report-dir", str(tmp_path), "--history-db", str(history), "--only-summary"],
+            cwd=REPO, env=locust_env(), stdout=subprocess.DEVNULL, stderr=log_file, text=True,
+        )
+        workers = _start_workers(port, 2)
+        try:
+            # Mid report interval: up to 3 s of records are still on the workers' side when the signal comes.
+            _wait_for_spawn(log, master, 4.5)
+            master.send_signal(sig)
+            assert master.wait(timeout=60) in (0, 1), log.read_text()[-2000:]
+            for worker in workers:
+                worker.wait(timeout=30)
+        finally:
+            _end([master, *workers])
+        received = len(emu.truth())
+    data = json.loads((tmp_path / "dist-interrupted" / "result.json").read_text())
+    meta = data["meta"]
+    assert meta["partial"] is True and meta["interrupted_by"] == sig.name
+    (result,) = data["results"]
+    assert result["requests_ok"] > 0
+    # A request can be cut off before the emulator saw it (counted interrupted), never the other way round.
+    assert meta["records"] - meta["interrupted_requests"] <= received <= meta["records"], (meta, received)
+    with HistoryStore(str(history)) as store:
+        (stored,) = store.runs(run_id="dist-interrupted")
+    assert stored.meta["partial"] is True
+    assert stored.results[0].requests_total == result["requests_total"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda sig: sig.name)
+def test_signal_while_master_waits_for_workers(tmp_path: Path, sig: signal.Signals) -> None:
+    """Locust handles no signal while a headless master waits for --expect-workers: llmload ends it with one
+    line, tells the connected worker to quit, stops the embedded emulator and exits 128 + the signal number."""
+    port = free_port()
+    log = tmp_path / "master.log"
+    with log.open("w") as log_file:
+        master = subprocess.Popen(
+            [LOCUST, "-f", "locustfiles/chat.py", "--headless", "--master", "--expect-workers", "2",
+             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "-u", "2", "-r", "2", "-t", "30s",
+             *FAST_EMULATOR, "--run-name", "never-started", "--report-dir", str(tmp_path), "--only-summary"],
+            cwd=REPO, env=locust_env(), stdout=subprocess.DEVNULL, stderr=log_file, text=True,
+        )
+    workers = _start_workers(port, 1)
+    try:
+        deadline = time.monotonic() + 60
+        while "1 of 2 connected" not in log.read_text():
+            assert master.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the worker never connected"
+            time.sleep(0.2)
+        emulators = _emulator_children(master.pid)
+        assert emulators, "the plugin started no emulator subprocess"
+        master.send_signal(sig)
+        assert master.wait(timeout=30) == 128 + sig
+        assert workers[0].wait(timeout=30) == 0
+    finally:
+        _end([master, *workers])
+    stderr = log.read_text()
+    assert f"{sig.name} while waiting for workers (1 of 2 connected)" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "never-started").exists()
     gone, alive = psutil.wait_procs(emulators, timeout=10)
     assert not alive, "the emulator subprocess outlived locust"
 
@@ -92,14 +188,7 @@ def test_master_keeps_going_without_a_killed_worker(tmp_path: Path) -> None:
              *FAST_EMULATOR, "--run-name", "lostworker", "--report-dir", str(tmp_path), "--only-summary"],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True,
         )
-    workers = [
-        subprocess.Popen(
-            [LOCUST, "-f", "locustfiles/chat.py", "--worker", "--master-host", "127.0.0.1", "--master-port",
-             str(port)],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-        )
-        for _ in range(2)
-    ]
+    workers = _start_workers(port, 2)
     try:
         _wait_for_spawn(log, master, 2.0)
         os.kill(workers[0].pid, signal.SIGKILL)

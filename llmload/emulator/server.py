@@ -125,19 +125,20 @@ class EmulatorProcess:
         urllib.request.urlopen(req, timeout=10).close()
 
     def stop(self) -> None:
-        if self._proc is None:
+        # Taken first: a second stop() while this one waits (two signals in a row) finds nothing left to do.
+        proc, self._proc = self._proc, None
+        if proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
             try:
-                self._proc.wait(timeout=5)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        for pipe in (self._proc.stdin, self._proc.stdout):
+                proc.kill()
+                proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 pipe.close()
-        self._proc = None
 
     def __enter__(self) -> EmulatorProcess:
         return self.start() if self._proc is None else self
