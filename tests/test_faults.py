@@ -161,3 +161,31 @@ def test_headless_run_with_a_fault_mix_keeps_going(tmp_path) -> None:
     for kind in kinds:
         assert kind in html
     assert "Traceback" not in proc.stderr
+
+
+def test_client_hanging_up_mid_request_body_is_no_emulator_error() -> None:
+    """A load generator that stops while sending a request body leaves the emulator serving, with no traceback."""
+    import socket
+
+    from llmload.emulator.server import READY_PREFIX
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmload", "emulate", "openai", "--port", "0", "--ttft-ms", "1", "--itl-ms", "1",
+         "--output-tokens", "2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().removeprefix(READY_PREFIX)
+        host, port = url.removeprefix("http://").split(":")
+        for _ in range(3):
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 1000\r\n\r\n{\"model\": ")
+        provider = provider_class("openai")(ProviderSettings(base_url=f"{url}/v1", emulated=True))
+        record = execute(provider, BenchmarkScenario(name="after-hangups"), "m", random.Random(0))
+        assert record.ok, record.error_message
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+    assert "Traceback" not in stderr and "Error handling request" not in stderr, stderr[-2000:]

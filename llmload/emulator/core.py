@@ -341,7 +341,12 @@ _client_port: contextvars.ContextVar[int | None] = contextvars.ContextVar("clien
 async def _note_client_port(request: web.Request, handler: Handler) -> web.StreamResponse:
     peer = request.transport.get_extra_info("peername") if request.transport is not None else None
     _client_port.set(peer[1] if isinstance(peer, tuple) and len(peer) >= 2 else None)
-    return await handler(request)
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        # The client hung up while its request body was still being read (a load generator stopping): nobody is
+        # left to answer. Cancelling ends the request as aiohttp ends a disconnect, without an error traceback.
+        raise asyncio.CancelledError from None
 
 
 def build_app(emulator: Emulator, protocols: list[type[Protocol]]) -> web.Application:
