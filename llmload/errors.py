@@ -64,6 +64,18 @@ class RequestError(Exception):
         self.retry_after_s = retry_after_s
 
 
+def kind_for_stream_error(error: object) -> ErrorKind:
+    """The kind of an OpenAI-protocol in-stream ``{"error": {...}}`` event, which has no HTTP status: by its
+    ``type`` (or ``code``). Shared by the SDK and fast-path adapters so both count the same event alike."""
+    body = error if isinstance(error, dict) else {}
+    err_type = str(body.get("type") or body.get("code") or "")
+    if "overloaded" in err_type:
+        return ErrorKind.OVERLOADED
+    if "rate" in err_type or err_type == "requests":
+        return ErrorKind.RATE_LIMITED
+    return ErrorKind.SERVER_ERROR
+
+
 def kind_for_status(status: int) -> ErrorKind:
     """Map an HTTP status to an ErrorKind the same way for every provider."""
     if status in (401, 403):

@@ -203,6 +203,7 @@ FAULT_CASES = [
     ("overloaded", ErrorKind.OVERLOADED, {429, 503}),
     ("server_error", ErrorKind.SERVER_ERROR, {500}),
     ("midstream_error", ErrorKind.SERVER_ERROR, {None}),
+    ("midstream_overloaded", ErrorKind.OVERLOADED, {None}),
     ("malformed", ErrorKind.MALFORMED_STREAM, {None}),
     ("disconnect", ErrorKind.CONNECTION, {None}),
     ("truncate", ErrorKind.TRUNCATED_STREAM, {None}),

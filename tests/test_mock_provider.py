@@ -71,6 +71,7 @@ def test_embeddings() -> None:
         ("disconnect", "connection", None),
         ("malformed", "malformed_stream", None),
         ("midstream_error", "server_error", None),
+        ("midstream_overloaded", "overloaded", None),
         ("truncate", "truncated_stream", None),
     ],
 )

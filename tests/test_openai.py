@@ -77,6 +77,7 @@ def test_quality_checks_use_known_answers(emulator: EmulatorProcess) -> None:
         ("overloaded", "overloaded", 503),
         ("truncate", "truncated_stream", None),
         ("midstream_error", "server_error", None),
+        ("midstream_overloaded", "overloaded", None),
         ("disconnect", "connection", None),
     ],
 )

@@ -82,6 +82,7 @@ def test_connection_is_reused_after_a_complete_stream(emulator: EmulatorProcess)
         ("overloaded", "overloaded", 503),
         ("truncate", "truncated_stream", None),
         ("midstream_error", "server_error", None),
+        ("midstream_overloaded", "overloaded", None),
         ("malformed", "malformed_stream", None),
         ("disconnect", "connection", None),
     ],

@@ -116,9 +116,9 @@ class MessagesStreamEncoder(StreamEncoder):
         return b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"te\n\n'
 
     def error_event(self, gen: Generation) -> bytes:
-        body = {"type": "error", "error": {"type": "api_error", "message": "Internal server error"},
-                "request_id": f"req_{gen.request_id}"}
-        return _event("error", body)
+        # The API sheds load mid-stream too: HTTP 200, then an `error` event of type overloaded_error.
+        _, err_type, message = ERROR_BODIES["overloaded" if gen.fault == "midstream_overloaded" else "server_error"]
+        return _event("error", error_body(err_type, message, f"req_{gen.request_id}"))
 
 
 def error_body(err_type: str, message: str, request_id: str = "req_llmload") -> dict[str, Any]:

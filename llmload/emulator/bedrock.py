@@ -99,6 +99,9 @@ class _BedrockEncoder(StreamEncoder):
         return _bad_crc(self.token(gen, gen.fault_at, "broken"))
 
     def error_event(self, gen: Generation) -> bytes:
+        if gen.fault == "midstream_overloaded":
+            return exception_frame("serviceUnavailableException", "The service is temporarily unable to handle "
+                                   "the request.")
         return exception_frame("modelStreamErrorException", "The model stream ended with an error.")
 
 

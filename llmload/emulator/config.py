@@ -16,6 +16,7 @@ FAULTS = (
     "malformed",  # one garbled protocol frame mid-stream
     "truncate",  # stream ends cleanly but without its terminal event
     "midstream_error",  # the protocol's in-stream error event
+    "midstream_overloaded",  # the protocol's in-stream overload error (Ollama's error lines carry no type)
     "slow_headers",  # response headers delayed by stall_ms
 )
 

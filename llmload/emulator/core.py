@@ -111,6 +111,8 @@ class StreamEncoder:
         raise NotImplementedError
 
     def error_event(self, gen: Generation) -> bytes:
+        """The protocol's in-stream error: a server error, or an overload when ``gen.fault`` is
+        ``midstream_overloaded`` (a provider that accepted the request, then shed it mid-generation)."""
         raise NotImplementedError
 
 
@@ -295,7 +297,7 @@ class Emulator:
             gen.truth.tokens_sent = gen.output_tokens
 
 
-_MIDSTREAM_FAULTS = frozenset({"disconnect", "stall", "malformed", "midstream_error"})
+_MIDSTREAM_FAULTS = frozenset({"disconnect", "stall", "malformed", "midstream_error", "midstream_overloaded"})
 PRE_STREAM_FAULTS = frozenset({"server_error", "rate_limited", "overloaded"})
 
 

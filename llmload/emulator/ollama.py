@@ -80,6 +80,7 @@ class NDJSONStreamEncoder(StreamEncoder):
         return b'{"model":"broken","message":{"role":"assistant","content":"\n'
 
     def error_event(self, gen: Generation) -> bytes:
+        # Ollama's in-stream error lines are bare strings, with no type to tell an overload apart.
         return b'{"error":"an error was encountered while running the model: unexpected EOF"}\n'
 
 

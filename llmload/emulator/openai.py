@@ -99,8 +99,10 @@ class ChatStreamEncoder(StreamEncoder):
         return b'data: {"id":"chatcmpl-broken","choices":[{"index":0,"delta":{"content":"\n\n'
 
     def error_event(self, gen: Generation) -> bytes:
-        err = {"error": {"message": "The server had an error while processing your request.", "type": "server_error",
-                         "param": None, "code": None}}
+        # OpenAI-compatible proxies (LiteLLM in front of Anthropic, say) pass an upstream overload on as its type.
+        err_type, message = (("overloaded_error", "Overloaded") if gen.fault == "midstream_overloaded"
+                             else ("server_error", "The server had an error while processing your request."))
+        err = {"error": {"message": message, "type": err_type, "param": None, "code": None}}
         return f"data: {_dumps(err)}\n\n".encode()
 
 

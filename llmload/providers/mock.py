@@ -32,12 +32,13 @@ FAULT_ERRORS: dict[str, tuple[ErrorKind, int | None, str]] = {
     "disconnect": (ErrorKind.CONNECTION, None, "mock connection reset mid-stream"),
     "malformed": (ErrorKind.MALFORMED_STREAM, None, "mock malformed frame"),
     "midstream_error": (ErrorKind.SERVER_ERROR, None, "mock error event in stream"),
+    "midstream_overloaded": (ErrorKind.OVERLOADED, None, "mock overload event in stream"),
     "truncate": (ErrorKind.TRUNCATED_STREAM, None, "mock stream ended without its terminal event"),
 }
 """How each emulator fault surfaces from a real adapter: the kind, the HTTP status (if any) and a message."""
 
 _PRE_STREAM = frozenset({"server_error", "rate_limited", "overloaded"})
-_MID_STREAM = frozenset({"disconnect", "malformed", "midstream_error"})
+_MID_STREAM = frozenset({"disconnect", "malformed", "midstream_error", "midstream_overloaded"})
 
 
 def mock_config(settings: Any) -> MockConfiguration:

@@ -14,7 +14,7 @@ from typing import Any
 import openai
 from openai._constants import DEFAULT_CONNECTION_LIMITS
 
-from llmload.errors import ErrorKind, RequestError
+from llmload.errors import ErrorKind, RequestError, kind_for_stream_error
 from llmload.metrics import mark_sent
 from llmload.providers.base import Provider, classify_exception
 from llmload.providers.transport import ReusingTransport
@@ -147,12 +147,7 @@ class OpenAIProvider(Provider):
 def _classify(exc: Exception) -> RequestError:
     """An in-stream ``data: {"error": ...}`` event arrives as a bare APIError with no status: classify by its type."""
     if type(exc) is openai.APIError:
-        body = exc.body if isinstance(exc.body, dict) else {}
-        err_type = str(body.get("type") or body.get("code") or "")
-        kind = ErrorKind.RATE_LIMITED if "rate" in err_type or err_type == "requests" else ErrorKind.SERVER_ERROR
-        if "overloaded" in err_type:
-            kind = ErrorKind.OVERLOADED
-        return RequestError(kind, f"error event in stream: {redact(exc.message)[:200]}")
+        return RequestError(kind_for_stream_error(exc.body), f"error event in stream: {redact(exc.message)[:200]}")
     return classify_exception(exc)
 
 

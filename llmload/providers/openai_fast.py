@@ -27,7 +27,14 @@ from urllib.parse import urlparse
 from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPParseError, HTTPSocketPoolResponse
 
-from llmload.errors import ErrorKind, ProviderSetupError, RequestError, kind_for_status, parse_retry_after
+from llmload.errors import (
+    ErrorKind,
+    ProviderSetupError,
+    RequestError,
+    kind_for_status,
+    kind_for_stream_error,
+    parse_retry_after,
+)
 from llmload.metrics import mark_sent
 from llmload.providers.base import Provider, classify_exception
 from llmload.providers.openai import OpenAIProvider
@@ -234,13 +241,8 @@ def _json_body(response: HTTPSocketPoolResponse) -> dict[str, Any]:
 
 def _error_event(error: Any) -> RequestError:
     """Same mapping as the SDK path's in-stream ``APIError``: by the error's ``type``/``code``."""
-    body = error if isinstance(error, dict) else {}
-    err_type = str(body.get("type") or body.get("code") or "")
-    kind = ErrorKind.RATE_LIMITED if "rate" in err_type or err_type == "requests" else ErrorKind.SERVER_ERROR
-    if "overloaded" in err_type:
-        kind = ErrorKind.OVERLOADED
-    message = str(body.get("message") or error)
-    return RequestError(kind, f"error event in stream: {redact(message)[:200]}")
+    message = str(error.get("message") or error) if isinstance(error, dict) else str(error)
+    return RequestError(kind_for_stream_error(error), f"error event in stream: {redact(message)[:200]}")
 
 
 def _discard_unless_complete(response: HTTPSocketPoolResponse) -> None:
