@@ -52,7 +52,8 @@ def test_signal_mid_run_writes_partial_results(tmp_path: Path, sig: signal.Signa
     with log.open("w") as log_file:
         proc = subprocess.Popen(
             [LOCUST, "-f", "locustfiles/chat.py", "--headless", "-u", "4", "-r", "4", "-t", "120s", *FAST_EMULATOR,
-             "--run-name", "interrupted", "--report-dir", str(tmp_path), "--only-summary"],
+             "--run-name", "interrupted", "--report-dir", str(tmp_path), "--history-db", str(tmp_path / "h.db"),
+             "--only-summary"],
             cwd=REPO, env=locust_env(), stdout=subprocess.DEVNULL, stderr=log_file, text=True,
         )
     _wait_for_spawn(log, proc, 2.0)
@@ -67,6 +68,9 @@ def test_signal_mid_run_writes_partial_results(tmp_path: Path, sig: signal.Signa
     (result,) = data["results"]
     assert result["partial"] is True and result["requests_ok"] > 0
     assert (tmp_path / "interrupted" / "report.html").exists()
+    with HistoryStore(str(tmp_path / "h.db")) as store:
+        (stored,) = store.runs(run_id="interrupted")
+    assert stored.meta["partial"] is True and stored.results[0].requests_ok == result["requests_ok"]
     assert "did not reach its planned end" in stderr
     gone, alive = psutil.wait_procs(emulators, timeout=10)
     assert not alive, "the emulator subprocess outlived locust"
