@@ -76,6 +76,16 @@ def test_signal_mid_run_writes_partial_results(tmp_path: Path, sig: signal.Signa
     assert not alive, "the emulator subprocess outlived locust"
 
 
+def _start_master(port: int, log: Path, *options: str) -> subprocess.Popen[str]:
+    """A headless master on 127.0.0.1:``port`` that expects two workers; its stderr goes to ``log``."""
+    with log.open("w") as log_file:
+        return subprocess.Popen(
+            [LOCUST, "-f", "locustfiles/chat.py", "--headless", "--master", "--expect-workers", "2",
+             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary", *options],
+            cwd=REPO, env=locust_env(), stdout=subprocess.DEVNULL, stderr=log_file, text=True,
+        )
+
+
 def _start_workers(port: int, count: int) -> list[subprocess.Popen[str]]:
     return [
         subprocess.Popen(
@@ -102,14 +112,10 @@ def test_signal_to_distributed_master_loses_no_record(tmp_path: Path, sig: signa
     log = tmp_path / "master.log"
     history = tmp_path / "history.db"
     config = MockConfiguration(ttft_ms=20, itl_ms=2, output_tokens=8)
-    with EmulatorProcess("openai", config) as emu, log.open("w") as log_file:
-        master = subprocess.Popen(
-            [LOCUST, "-f", "locustfiles/chat.py", "--headless", "--master", "--expect-workers", "2",
-             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "-u", "4", "-r", "4", "-t", "120s",
-             "-H", f"{emu.url}/v1", "--emulator", "never", "--run-name", "dist-interrupted",
-             "--report-dir", str(tmp_path), "--history-db", str(history), "--only-summary"],
-            cwd=REPO, env=locust_env(), stdout=subprocess.DEVNULL, stderr=log_file, text=True,
-        )
+    with EmulatorProcess("openai", config) as emu:
+        master = _start_master(port, log, "-u", "4", "-r", "4", "-t", "120s", "-H", f"{emu.url}/v1", "--emulator",
+                               "never", "--run-name", "dist-interrupted", "--report-dir", str(tmp_path),
+                               "--history-db", str(history))
         workers = _start_workers(port, 2)
         try:
             # Mid report interval: up to 3 s of records are still on the workers' side when the signal comes.
@@ -140,13 +146,8 @@ def test_signal_while_master_waits_for_workers(tmp_path: Path, sig: signal.Signa
     line, tells the connected worker to quit, stops the embedded emulator and exits 128 + the signal number."""
     port = free_port()
     log = tmp_path / "master.log"
-    with log.open("w") as log_file:
-        master = subprocess.Popen(
-            [LOCUST, "-f", "locustfiles/chat.py", "--headless", "--master", "--expect-workers", "2",
-             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "-u", "2", "-r", "2", "-t", "30s",
-             *FAST_EMULATOR, "--run-name", "never-started", "--report-dir", str(tmp_path), "--only-summary"],
-            cwd=REPO, env=locust_env(), stdout=subprocess.DEVNULL, stderr=log_file, text=True,
-        )
+    master = _start_master(port, log, "-u", "2", "-r", "2", "-t", "30s", *FAST_EMULATOR, "--run-name",
+                           "never-started", "--report-dir", str(tmp_path))
     workers = _start_workers(port, 1)
     try:
         deadline = time.monotonic() + 60
@@ -183,15 +184,9 @@ def test_completed_run_is_not_partial(tmp_path: Path) -> None:
 
 def test_master_keeps_going_without_a_killed_worker(tmp_path: Path) -> None:
     port = free_port()
-    env = locust_env()
     log = tmp_path / "master.log"
-    with log.open("w") as log_file:
-        master = subprocess.Popen(
-            [LOCUST, "-f", "locustfiles/chat.py", "--headless", "--master", "--expect-workers", "2",
-             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "-u", "4", "-r", "4", "-t", "14s",
-             *FAST_EMULATOR, "--run-name", "lostworker", "--report-dir", str(tmp_path), "--only-summary"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log_file, text=True,
-        )
+    master = _start_master(port, log, "-u", "4", "-r", "4", "-t", "14s", *FAST_EMULATOR, "--run-name", "lostworker",
+                           "--report-dir", str(tmp_path))
     workers = _start_workers(port, 2)
     try:
         _wait_for_spawn(log, master, 2.0)
