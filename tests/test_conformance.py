@@ -170,3 +170,24 @@ def test_faults_map_to_the_same_error_kind(name: str, fault: str, fault_emulator
     if fault == "rate_limited":
         sends = provider_class(name).emulator_protocol in SENDS_RETRY_AFTER
         assert record.retry_after_s == (3.0 if sends else None)
+
+
+def test_emulator_pacing_never_sends_a_token_early() -> None:
+    """The emulator runs on uvloop, whose timers fire up to ~0.3 ms early; its pacing must still never wake
+    before a token's due time, or a client would measure a TTFT below the configured one."""
+    import asyncio
+    import time
+
+    import uvloop
+
+    from llmload.emulator.core import sleep_until
+
+    async def earliest_margin_s() -> float:
+        margins = []
+        for i in range(200):
+            due = time.perf_counter() + 0.002 + (i % 7) * 0.00037
+            await sleep_until(due)
+            margins.append(time.perf_counter() - due)
+        return min(margins)
+
+    assert uvloop.run(earliest_margin_s()) >= 0
