@@ -9,11 +9,14 @@ client's measurement with the emulator's ground truth (``EmulatorProcess.truth()
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
+import uvloop
 
 from llmload.emulator import PROTOCOLS, EmulatorProcess, MockConfiguration
+from llmload.emulator.core import sleep_until
 from llmload.metrics import RequestRecord, measure
 from llmload.providers import PROVIDERS, Provider, provider_class
 from llmload.providers.base import ProviderSettings
@@ -173,15 +176,8 @@ def test_faults_map_to_the_same_error_kind(name: str, fault: str, fault_emulator
 
 
 def test_emulator_pacing_never_sends_a_token_early() -> None:
-    """The emulator runs on uvloop, whose timers fire up to ~0.3 ms early; its pacing must still never wake
+    """The emulator runs on uvloop, whose timers fire up to ~0.4 ms early; its pacing must still never wake
     before a token's due time, or a client would measure a TTFT below the configured one."""
-    import asyncio
-    import time
-
-    import uvloop
-
-    from llmload.emulator.core import sleep_until
-
     async def earliest_margin_s() -> float:
         margins = []
         for i in range(200):

@@ -296,7 +296,7 @@ class Emulator:
 
 async def sleep_until(due: float) -> None:
     """Sleep until ``time.perf_counter()`` reaches ``due``, never less: uvloop's timers have millisecond granularity
-    and fire up to ~0.3 ms early (measured here), which would send a token before its time and let a client
+    and fire up to ~0.4 ms early (measured here), which would send a token before its time and let a client
     measure a TTFT below the configured one."""
     while (delay := due - time.perf_counter()) > 0:
         await asyncio.sleep(delay)
