@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--ttft-ms", type=float, default=200.0)
     emulate.add_argument("--itl-ms", type=float, default=20.0)
     emulate.add_argument("--output-tokens", type=int, default=64)
+    emulate.add_argument("--reasoning-tokens", type=int, default=0, help="Reasoning tokens streamed before each answer")
     emulate.add_argument("--jitter", type=float, default=0.0, help="Relative timing jitter, e.g. 0.1")
     emulate.add_argument("--error-rate", type=float, default=0.0)
     emulate.add_argument("--faults", default="", help="Fault weights, e.g. rate_limited=1,disconnect=1")
@@ -73,6 +74,7 @@ def _emulate(args: argparse.Namespace) -> int:
             ttft_ms=args.ttft_ms,
             itl_ms=args.itl_ms,
             output_tokens=args.output_tokens,
+            reasoning_tokens=args.reasoning_tokens,
             jitter=args.jitter,
             error_rate=args.error_rate,
             fault_weights=parse_faults(args.faults) if args.faults else {"server_error": 1.0},

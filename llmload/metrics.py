@@ -91,7 +91,8 @@ class RequestRecord:
     quality_ok: bool | None = None
     level: int | None = None
     text: str = ""
-    """Generated text, kept only while quality checks need it; cleared before records are stored or sent."""
+    """Generated answer text (reasoning excluded), kept only while quality checks need it; cleared before records
+    are stored or sent."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """Completed tool calls, kept only for quality checks, like ``text``."""
     response_sample: str | None = None
@@ -139,6 +140,7 @@ def measure(
     last_content: float | None = None
     gaps: list[float] = []
     pieces: list[str] = []
+    reasoning: list[str] = []
     usage: UsageReport | None = None
     end: StreamEnd | None = None
     error: RequestError | None = None
@@ -153,7 +155,8 @@ def measure(
                 else:
                     gaps.append((now - last_content) * 1000.0)  # type: ignore[operator]
                 last_content = now
-                pieces.append(event.text)
+                # Reasoning starts the TTFT clock and counts as output, but it is not the answer quality judges.
+                (reasoning if event.kind == "reasoning" else pieces).append(event.text)
             elif isinstance(event, UsageReport):
                 usage = event if usage is None else _merge_usage(usage, event)
             elif isinstance(event, StreamEnd):
@@ -190,8 +193,8 @@ def measure(
         record.itl_ms = gaps
     if usage is not None and usage.output_tokens is not None:
         record.output_tokens = usage.output_tokens
-    elif text:
-        record.output_tokens = count_tokens(text)
+    elif text or reasoning:
+        record.output_tokens = count_tokens("".join(reasoning) + text)
         record.output_tokens_estimated = True
     if usage is not None:
         record.input_tokens = usage.input_tokens or 0

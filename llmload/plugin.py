@@ -67,6 +67,8 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--emulator-ttft-ms", type=float, default=200.0, help="Emulator time to first token (ms)")
     group.add_argument("--emulator-itl-ms", type=float, default=20.0, help="Emulator inter-token latency (ms)")
     group.add_argument("--emulator-output-tokens", type=int, default=64, help="Emulator tokens per answer")
+    group.add_argument("--emulator-reasoning-tokens", type=int, default=0,
+                       help="Emulator reasoning (thinking) tokens streamed before each answer, as a reasoning model")
     group.add_argument("--emulator-jitter", type=float, default=0.0, help="Emulator relative timing jitter")
     group.add_argument("--emulator-error-rate", type=float, default=0.0, help="Emulator failure probability")
     group.add_argument("--emulator-faults", default="", help="Fault weights, e.g. rate_limited=1,disconnect=1")
@@ -161,6 +163,7 @@ def _mock_config(opts: Any) -> MockConfiguration:
         ttft_ms=opts.emulator_ttft_ms,
         itl_ms=opts.emulator_itl_ms,
         output_tokens=opts.emulator_output_tokens,
+        reasoning_tokens=opts.emulator_reasoning_tokens,
         jitter=opts.emulator_jitter,
         error_rate=opts.emulator_error_rate,
         fault_weights=parse_faults(opts.emulator_faults) if opts.emulator_faults else {"server_error": 1.0},

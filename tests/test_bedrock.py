@@ -262,3 +262,25 @@ def test_validation_error_is_bad_request(threaded: tuple[str, Emulator]) -> None
                      streamed=True)
     provider.close()
     assert record.error_kind == ErrorKind.BAD_REQUEST and record.status_code == 400
+
+
+@pytest.mark.parametrize("api", ["converse", "invoke"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_adapter_reasoning_blocks(threaded: tuple[str, Emulator], api: str, stream: bool) -> None:
+    """Converse's ``reasoningContent`` block and InvokeModel's Anthropic ``thinking`` block come ahead of the answer
+    block: TTFT stops on the first reasoning delta, every token counts, and the answer text holds no reasoning."""
+    url, emulator = threaded
+    emulator.config = MockConfiguration(ttft_ms=5, itl_ms=20, output_tokens=6, reasoning_tokens=3)
+    provider = _adapter(url, api)
+    try:
+        record = _chat(provider, stream=stream)
+    finally:
+        provider.close()
+        emulator.config = MockConfiguration(ttft_ms=5, itl_ms=1, output_tokens=8)
+    assert record.ok, record.error_message
+    assert record.output_tokens == 9
+    assert len(record.text.split()) == 6, record.text
+    if stream:
+        assert len(record.itl_ms) == 8
+        # From the first reasoning token, 8 gaps of 20 ms remain to the end; from the first answer token only 5.
+        assert record.ttft_ms is not None and record.e2e_ms - record.ttft_ms >= 7 * 20 * 0.9

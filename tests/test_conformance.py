@@ -116,6 +116,50 @@ def assert_ttft_matches_truth(pairs: list[tuple[RequestRecord, dict]]) -> None:
     assert min(excess) <= TOLERANCE_MS, f"client TTFT exceeds the server's by {sorted(excess)} ms"
 
 
+REASONING_TOKENS = 4
+REASONING_ITL_MS = 15.0
+"""Long enough gaps that a TTFT taken at the first answer token instead would miss the tolerance (4 × 15 ms)."""
+REPORTS_REASONING_USAGE = {"openai", "openai-fast"}
+"""Adapters whose protocol reports reasoning tokens separately (``completion_tokens_details.reasoning_tokens``)."""
+
+
+@pytest.fixture(scope="module")
+def reasoning_emu() -> Iterator[EmulatorProcess]:
+    config = MockConfiguration(ttft_ms=TTFT_MS, itl_ms=REASONING_ITL_MS, output_tokens=OUTPUT_TOKENS,
+                               reasoning_tokens=REASONING_TOKENS)
+    with EmulatorProcess("all", config) as e:
+        yield e
+
+
+@pytest.mark.parametrize("name", EMULATED)
+def test_reasoning_deltas_start_ttft_and_count_as_output(name: str, reasoning_emu: EmulatorProcess) -> None:
+    """A reasoning model streams its thinking first (OpenAI-compatible ``reasoning_content``, Anthropic
+    ``thinking_delta``, Bedrock ``reasoningContent``, Ollama ``thinking``): TTFT stops on the first reasoning delta,
+    every token is output and has its gap, and the answer text holds no reasoning."""
+    pairs = warm_runs(name, reasoning_emu)
+    total = OUTPUT_TOKENS + REASONING_TOKENS
+    for record, truth in pairs:
+        assert record.ok, record.error_message
+        assert record.output_tokens == truth["tokens_sent"] == total
+        assert len(record.itl_ms) == total - 1
+        assert len(record.text.split()) == OUTPUT_TOKENS, record.text
+        if name in REPORTS_REASONING_USAGE:
+            assert record.reasoning_tokens == REASONING_TOKENS
+    assert_ttft_matches_truth(pairs)
+
+
+@pytest.mark.parametrize("name", EMULATED)
+def test_non_streamed_reasoning_stays_out_of_the_answer(name: str, reasoning_emu: EmulatorProcess) -> None:
+    provider = adapter(name, reasoning_emu)
+    try:
+        record = run(provider, stream=False)
+    finally:
+        provider.close()
+    assert record.ok, record.error_message
+    assert record.output_tokens == OUTPUT_TOKENS + REASONING_TOKENS
+    assert len(record.text.split()) == OUTPUT_TOKENS, record.text
+
+
 @pytest.mark.parametrize("name", EMULATED)
 def test_streamed_requests_reuse_one_kept_alive_connection(name: str, emu: EmulatorProcess) -> None:
     """A finished stream returns its connection to the pool: no per-request TCP/TLS setup inside the next TTFT

@@ -55,6 +55,19 @@ def test_non_streamed_and_tool_calls() -> None:
     assert tool.ttft_ms is not None and tool.ttft_ms >= 20
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_reasoning_tokens_come_first_and_stay_out_of_the_answer(stream: bool) -> None:
+    provider = mock(ttft_ms=30, itl_ms=10, output_tokens=4, reasoning_tokens=3)
+    request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=64, stream=stream)
+    kinds = [e.kind for e in provider.chat(request) if isinstance(e, ContentDelta)]
+    assert kinds == (["reasoning"] * 3 + ["text"] * 4 if stream else ["reasoning", "text"])
+    record = chat(provider, stream=stream)
+    assert record.ok and record.output_tokens == 7 and record.reasoning_tokens == 3
+    assert len(record.text.split()) == 4, record.text
+    if stream:
+        assert record.ttft_ms is not None and 30 <= record.ttft_ms < 30 + 30 and len(record.itl_ms) == 6
+
+
 def test_embeddings() -> None:
     provider = mock(ttft_ms=10)
     record = measure(provider.embed(EmbeddingRequest(model="e", inputs=["a", "b"])), provider="mock", model="e",

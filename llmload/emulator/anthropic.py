@@ -52,8 +52,31 @@ def _usage(gen: Generation, output_tokens: int) -> dict[str, Any]:
     }
 
 
+def _answer_index(gen: Generation) -> int:
+    """The answer's content block: 1 behind a thinking block, else 0."""
+    return 1 if gen.reasoning_count else 0
+
+
+def _answer_block(gen: Generation) -> dict[str, Any]:
+    if gen.tool_name:
+        return {"type": "tool_use", "id": f"toolu_{gen.request_id}", "name": gen.tool_name, "input": {}}
+    return {"type": "text", "text": ""}
+
+
+def _signature(gen: Generation) -> str:
+    return f"sig_{gen.request_id}"
+
+
+def thinking_blocks(gen: Generation) -> list[dict[str, Any]]:
+    """A non-streamed message's thinking block, ahead of its answer block (none without reasoning)."""
+    if not gen.reasoning_count:
+        return []
+    return [{"type": "thinking", "thinking": gen.reasoning_text, "signature": _signature(gen)}]
+
+
 def message_head_events(gen: Generation, id_prefix: str = "msg_") -> list[dict[str, Any]]:
-    """``message_start`` and ``content_block_start``: the Messages stream's opening event objects.
+    """``message_start`` and the first ``content_block_start`` (a thinking block when the answer has reasoning):
+    the Messages stream's opening event objects.
 
     Shared with Bedrock's InvokeModelWithResponseStream, which carries these same objects inside its frames.
     """
@@ -68,30 +91,40 @@ def message_head_events(gen: Generation, id_prefix: str = "msg_") -> list[dict[s
         # The real API reports a small placeholder here; message_delta carries the cumulative count.
         "usage": _usage(gen, 1),
     }
-    if gen.tool_name:
-        block: dict[str, Any] = {"type": "tool_use", "id": f"toolu_{gen.request_id}", "name": gen.tool_name,
-                                 "input": {}}
-    else:
-        block = {"type": "text", "text": ""}
+    first = {"type": "thinking", "thinking": "", "signature": ""} if gen.reasoning_count else _answer_block(gen)
     return [
         {"type": "message_start", "message": message},
-        {"type": "content_block_start", "index": 0, "content_block": block},
+        {"type": "content_block_start", "index": 0, "content_block": first},
     ]
 
 
-def message_delta_event(gen: Generation, token: str) -> dict[str, Any]:
-    """One ``content_block_delta``: a text delta, or a tool-argument JSON fragment."""
+def message_delta_events(gen: Generation, index: int, token: str) -> list[dict[str, Any]]:
+    """The events that carry token ``index``: a ``content_block_delta`` with a thinking, text or tool-argument
+    delta. The first answer token after reasoning first closes the thinking block (its ``signature_delta`` and
+    ``content_block_stop``) and opens the answer's block, as the API does."""
+    if gen.is_reasoning(index):
+        return [{"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": token}}]
+    events: list[dict[str, Any]] = []
+    answer_index = _answer_index(gen)
+    if answer_index and index == gen.reasoning_count:
+        events += [
+            {"type": "content_block_delta", "index": 0,
+             "delta": {"type": "signature_delta", "signature": _signature(gen)}},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "content_block_start", "index": answer_index, "content_block": _answer_block(gen)},
+        ]
     if gen.tool_name:
         delta = {"type": "input_json_delta", "partial_json": token}
     else:
         delta = {"type": "text_delta", "text": token}
-    return {"type": "content_block_delta", "index": 0, "delta": delta}
+    events.append({"type": "content_block_delta", "index": answer_index, "delta": delta})
+    return events
 
 
 def message_tail_events(gen: Generation) -> list[dict[str, Any]]:
     """``content_block_stop``, ``message_delta`` (cumulative usage) and the terminal ``message_stop``."""
     return [
-        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_stop", "index": _answer_index(gen)},
         {
             "type": "message_delta",
             "delta": {"stop_reason": _stop_reason(gen), "stop_sequence": None},
@@ -107,7 +140,7 @@ class MessagesStreamEncoder(StreamEncoder):
         return [*frames, b'event: ping\ndata: {"type": "ping"}\n\n']
 
     def token(self, gen: Generation, index: int, token: str) -> bytes:
-        return _event("content_block_delta", message_delta_event(gen, token))
+        return b"".join(_event(e["type"], e) for e in message_delta_events(gen, index, token))
 
     def tail(self, gen: Generation) -> list[bytes]:
         return [_event(e["type"], e) for e in message_tail_events(gen)]
@@ -192,7 +225,7 @@ class AnthropicProtocol(Protocol):
                 "type": "message",
                 "role": "assistant",
                 "model": gen.model,
-                "content": [content],
+                "content": [*thinking_blocks(gen), content],
                 "stop_reason": _stop_reason(gen),
                 "stop_sequence": None,
                 "usage": usage,

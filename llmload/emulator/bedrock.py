@@ -21,7 +21,12 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from llmload.emulator.anthropic import message_delta_event, message_head_events, message_tail_events
+from llmload.emulator.anthropic import (
+    message_delta_events,
+    message_head_events,
+    message_tail_events,
+    thinking_blocks,
+)
 from llmload.emulator.core import (
     PRE_STREAM_FAULTS,
     Generation,
@@ -117,8 +122,21 @@ class ConverseStreamEncoder(_BedrockEncoder):
         return frames
 
     def token(self, gen: Generation, index: int, token: str) -> bytes:
+        if gen.is_reasoning(index):
+            delta: dict[str, Any] = {"reasoningContent": {"text": token}}
+            return event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": delta,
+                                                     "p": _padding(gen, index)})
+        frames = b""
+        answer_index = 1 if gen.reasoning_count else 0
+        if answer_index and index == gen.reasoning_count:
+            # The reasoning block ends with its signature, then the answer opens a block of its own.
+            signature = {"reasoningContent": {"signature": f"sig_{gen.request_id}"}}
+            frames += event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": signature,
+                                                        "p": _padding(gen, index)})
+            frames += event_frame("contentBlockStop", {"contentBlockIndex": 0, "p": _padding(gen, index)})
         delta = {"toolUse": {"input": token}} if gen.tool_name else {"text": token}
-        return event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": delta, "p": _padding(gen, index)})
+        return frames + event_frame("contentBlockDelta", {"contentBlockIndex": answer_index, "delta": delta,
+                                                          "p": _padding(gen, index)})
 
     def tail(self, gen: Generation) -> list[bytes]:
         usage = {
@@ -127,7 +145,8 @@ class ConverseStreamEncoder(_BedrockEncoder):
             "totalTokens": gen.input_tokens + gen.output_tokens,
         }
         return [
-            event_frame("contentBlockStop", {"contentBlockIndex": 0, "p": _padding(gen, -2)}),
+            event_frame("contentBlockStop", {"contentBlockIndex": 1 if gen.reasoning_count else 0,
+                                             "p": _padding(gen, -2)}),
             event_frame("messageStop", {"p": _padding(gen, -3), "stopReason": _stop_reason(gen)}),
             event_frame("metadata", {"metrics": {"latencyMs": _latency_ms(gen)}, "usage": usage}),
         ]
@@ -147,7 +166,7 @@ class InvokeStreamEncoder(_BedrockEncoder):
         return [self._chunk(e) for e in message_head_events(gen, id_prefix="msg_bdrk_")]
 
     def token(self, gen: Generation, index: int, token: str) -> bytes:
-        return self._chunk(message_delta_event(gen, token))
+        return b"".join(self._chunk(e) for e in message_delta_events(gen, index, token))
 
     def tail(self, gen: Generation) -> list[bytes]:
         metrics = {
@@ -242,9 +261,12 @@ class BedrockProtocol(Protocol):
             }
         else:
             block = {"text": gen.text}
+        reasoning = [{"reasoningContent": {"reasoningText": {"text": gen.reasoning_text,
+                                                             "signature": f"sig_{gen.request_id}"}}}]
         return web.json_response(
             {
-                "output": {"message": {"role": "assistant", "content": [block]}},
+                "output": {"message": {"role": "assistant",
+                                       "content": [*(reasoning if gen.reasoning_count else []), block]}},
                 "stopReason": _stop_reason(gen),
                 "usage": {
                     "inputTokens": gen.input_tokens,
@@ -293,7 +315,7 @@ class BedrockProtocol(Protocol):
             "type": "message",
             "role": "assistant",
             "model": model_id,
-            "content": [block],
+            "content": [*thinking_blocks(gen), block],
             "stop_reason": _stop_reason(gen),
             "stop_sequence": None,
             "usage": {"input_tokens": gen.input_tokens, "output_tokens": gen.output_tokens},

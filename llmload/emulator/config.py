@@ -30,6 +30,10 @@ class MockConfiguration:
     jitter: float = 0.0
     """Relative standard deviation applied to TTFT and each inter-token delay (0.1 = 10%)."""
     output_tokens: int = 64
+    reasoning_tokens: int = 0
+    """Tokens of reasoning streamed before each text answer, as a reasoning model streams its thinking (OpenAI-
+    compatible ``reasoning_content``, Anthropic ``thinking_delta``, Bedrock ``reasoningContent``, Ollama
+    ``thinking``). They come on top of ``output_tokens`` and count in the reported output usage."""
     error_rate: float = 0.0
     """Probability that a request fails; the failure kind is drawn from ``fault_weights``."""
     fault_weights: dict[str, float] = field(default_factory=lambda: {"server_error": 1.0})
@@ -50,6 +54,8 @@ class MockConfiguration:
                 raise ConfigError(f"emulator {name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.output_tokens < 1:
             raise ConfigError(f"emulator output-tokens must be >= 1, got {self.output_tokens}")
+        if self.reasoning_tokens < 0:
+            raise ConfigError(f"emulator reasoning-tokens must be >= 0, got {self.reasoning_tokens}")
         for name in ("error_rate", "quality"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 value = getattr(self, name)

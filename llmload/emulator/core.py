@@ -76,11 +76,21 @@ class Generation:
     tool_name: str | None = None
     finish_reason: str = "stop"
     """``length`` when ``max_tokens`` cut the answer short, else ``stop``."""
+    reasoning_count: int = 0
+    """How many of ``tokens``, from the first, are reasoning (thinking) rather than answer."""
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
     def text(self) -> str:
-        return "".join(self.tokens)
+        """The answer: every token after the reasoning."""
+        return "".join(self.tokens[self.reasoning_count :])
+
+    @property
+    def reasoning_text(self) -> str:
+        return "".join(self.tokens[: self.reasoning_count])
+
+    def is_reasoning(self, index: int) -> bool:
+        return index < self.reasoning_count
 
     @property
     def output_tokens(self) -> int:
@@ -177,6 +187,7 @@ class Emulator:
         else:
             answer = self.answer_for(prompt, self.rng, cfg.quality) if self.answer_for else None
             tokens = _answer_tokens(answer, count) if answer is not None else _filler_tokens(self.rng, count)
+        reasoning = [] if tool_name or endpoint == "embeddings" else _filler_tokens(self.rng, cfg.reasoning_tokens)
         fault = self._pick_fault()
         truth = Truth(
             request_id=request_id,
@@ -191,10 +202,12 @@ class Emulator:
             client_port=_client_port.get(),
         )
         self.truth.append(truth)
+        tokens = reasoning + tokens
         return Generation(
             request_id=request_id,
             model=model,
             tokens=tokens,
+            reasoning_count=len(reasoning),
             input_tokens=input_tokens,
             ttft_s=self._jittered(cfg.ttft_ms),
             gaps_s=[self._jittered(cfg.itl_ms) for _ in range(len(tokens) - 1)],

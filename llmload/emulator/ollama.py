@@ -55,19 +55,26 @@ class NDJSONStreamEncoder(StreamEncoder):
         self.endpoint = endpoint
         self.started = time.perf_counter()
 
-    def _line(self, gen: Generation, content: str, done: bool, extra: dict[str, Any] | None = None) -> bytes:
+    def _line(self, gen: Generation, content: str, done: bool, extra: dict[str, Any] | None = None,
+              thinking: str = "") -> bytes:
         body: dict[str, Any] = {"model": gen.model, "created_at": _now()}
         if self.endpoint == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": content}
+            if thinking:
+                message["thinking"] = thinking
             if gen.tool_name and not done:
                 message["tool_calls"] = _tool_calls(gen)
             body["message"] = message
         else:
             body["response"] = content
+            if thinking:
+                body["thinking"] = thinking
         body["done"] = done
         return (_dumps(body | (extra or {})) + "\n").encode()
 
     def token(self, gen: Generation, index: int, token: str) -> bytes:
+        if gen.is_reasoning(index):
+            return self._line(gen, "", done=False, thinking=token)
         return self._line(gen, "" if gen.tool_name else token, done=False)
 
     def tail(self, gen: Generation) -> list[bytes]:
@@ -187,11 +194,15 @@ class OllamaProtocol(Protocol):
         reply: dict[str, Any] = {"model": gen.model, "created_at": _now()}
         if endpoint == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": "" if gen.tool_name else gen.text}
+            if gen.reasoning_count:
+                message["thinking"] = gen.reasoning_text
             if gen.tool_name:
                 message["tool_calls"] = _tool_calls(gen)
             reply["message"] = message
         else:
             reply["response"] = gen.text
+            if gen.reasoning_count:
+                reply["thinking"] = gen.reasoning_text
             reply["context"] = _context(gen)
         reply["done"] = True
         reply |= final_metrics(gen, time.perf_counter() - started)

@@ -34,7 +34,7 @@ def _usage(gen: Generation) -> dict[str, Any]:
         "total_tokens": gen.input_tokens + gen.output_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": gen.reasoning_count,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -73,6 +73,9 @@ class ChatStreamEncoder(StreamEncoder):
     def token(self, gen: Generation, index: int, token: str) -> bytes:
         if gen.tool_name:
             return self._chunk(gen, {"tool_calls": [{"index": 0, "function": {"arguments": token}}]})
+        if gen.is_reasoning(index):
+            # As vLLM, DeepSeek and other OpenAI-compatible reasoning servers stream it.
+            return self._chunk(gen, {"reasoning_content": token})
         return self._chunk(gen, {"content": token})
 
     def tail(self, gen: Generation) -> list[bytes]:
@@ -180,6 +183,8 @@ class OpenAIProtocol(Protocol):
             finish = "tool_calls"
         else:
             message = {"role": "assistant", "content": gen.text, "refusal": None, "annotations": []}
+            if gen.reasoning_count:
+                message["reasoning_content"] = gen.reasoning_text
             finish = gen.finish_reason
         return web.json_response(
             {

@@ -103,6 +103,8 @@ class MockProvider(Provider):
         kind = "tool_args" if gen.tool_name else "text"
         if not stream:
             gevent.sleep(gen.ttft_s + sum(gen.gaps_s))
+            if gen.reasoning_count:
+                yield ContentDelta(gen.reasoning_text, "reasoning")
             yield ContentDelta(gen.text, kind)
         else:
             due = clock() + gen.ttft_s
@@ -114,10 +116,11 @@ class MockProvider(Provider):
                 if index == gen.fault_at and gen.fault in _MID_STREAM:
                     raise self._fail(gen.fault)
                 gevent.sleep(max(0.0, due - clock()))
-                yield ContentDelta(token, kind)
+                yield ContentDelta(token, "reasoning" if gen.is_reasoning(index) else kind)
             if gen.fault == "truncate":
                 raise self._fail(gen.fault)
-        yield UsageReport(input_tokens=gen.input_tokens, output_tokens=gen.output_tokens)
+        yield UsageReport(input_tokens=gen.input_tokens, output_tokens=gen.output_tokens,
+                          reasoning_tokens=gen.reasoning_count)
         calls = [{"name": gen.tool_name, "arguments": gen.text}] if gen.tool_name else []
         yield StreamEnd("tool_calls" if gen.tool_name else gen.finish_reason, tool_calls=calls)
 
