@@ -60,6 +60,8 @@ _SCENARIO_FIELDS = {
     "tools": list,
     "checks": list,
     "weight": int,
+    "dimensions": int,
+    "encoding_format": str,
 }
 
 
@@ -99,6 +101,8 @@ def load_scenarios(path: Path | str | None = None) -> dict[str, BenchmarkScenari
                 tools=tuple(raw.get("tools") or ()),
                 checks=validate_checks(raw.get("checks") or (), where),
                 weight=raw.get("weight", 1),
+                dimensions=raw.get("dimensions"),
+                encoding_format=raw.get("encoding_format", "float"),
             )
         except ValidationError as exc:
             raise ConfigError(f"{file}: {exc}") from None

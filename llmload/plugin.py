@@ -54,6 +54,9 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--scenario", default="", help="Comma-separated scenario names from the scenarios file")
     group.add_argument("--scenarios-file", default="", help="Scenarios YAML (default: config/scenarios.yaml)")
     group.add_argument("--think-time", type=float, default=0.0, help="Seconds each user waits between requests")
+    group.add_argument("--bedrock-api", default="converse", choices=["converse", "invoke"],
+                       help="Bedrock chat API: Converse/ConverseStream, or InvokeModel[WithResponseStream] with an "
+                       "Anthropic Messages body")
     group.add_argument(
         "--start-jitter", type=float, default=0.5, help="Each user waits a random 0..N s before its first request"
     )
@@ -238,8 +241,7 @@ def session_for(environment: Environment, default_scenarios: str) -> Session:
         timeout_s=opts.request_timeout,
         max_connections=max(64, environment.runner.target_user_count if environment.runner else 64),
         emulated=emulated,
-        # The in-process mock provider takes the same --emulator-* knobs the emulator server would.
-        extra={"mock_config": _mock_config(opts)} if cls.emulator_protocol is None else {},
+        extra=_provider_extra(opts, cls),
     )
     scenarios = load_and_select_scenarios(opts, default_scenarios)
     # A chat model id would be rejected by an embeddings endpoint (and vice versa): default by what the run sends.
@@ -254,6 +256,16 @@ def session_for(environment: Environment, default_scenarios: str) -> Session:
     )
     st.sessions[default_scenarios] = session
     return session
+
+
+def _provider_extra(opts: Any, cls: type[Provider]) -> dict[str, Any]:
+    """Provider-specific settings: the in-process mock takes the same --emulator-* knobs the emulator server
+    would; Bedrock takes which of its APIs to call."""
+    if cls.emulator_protocol is None:
+        return {"mock_config": _mock_config(opts)}
+    if opts.provider == "bedrock":
+        return {"api": opts.bedrock_api}
+    return {}
 
 
 @events.init.add_listener

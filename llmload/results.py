@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -138,6 +138,11 @@ class BenchmarkScenario:
     checks: tuple[dict[str, Any], ...] = ()
     """Quality checks applied to each response (see ``llmload.quality``)."""
     weight: int = 1
+    dimensions: int | None = None
+    """Embeddings: the vector size to ask for (OpenAI ``dimensions``, Titan v2, Cohere, Ollama)."""
+    encoding_format: Literal["float", "base64"] = "float"
+    """Embeddings: ``float`` or ``base64`` (OpenAI protocol; base64 moves 4 bytes a dimension instead of JSON
+    text, so it changes what is measured)."""
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "BenchmarkScenario.name must not be empty")
@@ -155,6 +160,14 @@ class BenchmarkScenario:
         _require(
             self.endpoint != "tools" or len(self.tools) > 0,
             f"scenario '{self.name}': endpoint 'tools' needs at least one entry in tools",
+        )
+        _require(
+            self.dimensions is None or self.dimensions > 0,
+            f"scenario '{self.name}': dimensions must be > 0, got {self.dimensions}",
+        )
+        _require(
+            self.encoding_format in ("float", "base64"),
+            f"scenario '{self.name}': encoding_format must be float or base64, got '{self.encoding_format}'",
         )
 
 

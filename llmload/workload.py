@@ -23,7 +23,9 @@ def execute(
     """Run one request of ``scenario`` and return its measured record (text cleared, quality judged)."""
     prompt = rng.choice(scenario.prompts)
     if scenario.endpoint == "embeddings":
-        events = provider.embed(EmbeddingRequest(model=model, inputs=list(scenario.prompts)))
+        events = provider.embed(EmbeddingRequest(model=model, inputs=list(scenario.prompts),
+                                                 encoding_format=scenario.encoding_format,
+                                                 dimensions=scenario.dimensions))
         streamed = False
     else:
         request = ChatRequest(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -27,6 +29,7 @@ from llmload.providers import provider_class
 from llmload.providers.base import ProviderSettings
 from llmload.providers.bedrock import BedrockProvider
 from llmload.types import ChatRequest
+from tests.conftest import LOCUST, REPO, locust_env
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 TOOLS = [{"name": "get_weather", "description": "Weather for a city", "parameters": {"type": "object"}}]
@@ -284,3 +287,23 @@ def test_adapter_reasoning_blocks(threaded: tuple[str, Emulator], api: str, stre
         assert len(record.itl_ms) == 8
         # From the first reasoning token, 8 gaps of 20 ms remain to the end; from the first answer token only 5.
         assert record.ttft_ms is not None and record.e2e_ms - record.ttft_ms >= 7 * 20 * 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("api", "route"), [("converse", "converse-stream"), ("invoke", "invoke-with-response-stream")])
+def test_locust_bedrock_api_option_picks_the_api(tmp_path: Path, api: str, route: str) -> None:
+    """``--bedrock-api`` reaches the adapter through Locust's options: every request lands on that API's route."""
+    fake_keys = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = locust_env() | fake_keys
+    with EmulatorProcess("bedrock", MockConfiguration(ttft_ms=10, itl_ms=1, output_tokens=4)) as emu:
+        proc = subprocess.run(
+            [LOCUST, "-f", "locustfiles/chat.py", "--headless", "-u", "2", "-r", "2", "-t", "2s", "--provider",
+             "bedrock", "--bedrock-api", api, "-H", emu.url, "--run-name", "b", "--report-dir", str(tmp_path),
+             "--only-summary"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        )
+        paths = {t["path"] for t in emu.truth()}
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert paths == {f"/model/{MODEL}/{route}"}
+    (result,) = json.loads((tmp_path / "b" / "result.json").read_text())["results"]
+    assert result["requests_ok"] > 0 and result["requests_failed"] == 0

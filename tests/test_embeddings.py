@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import random
 import struct
 import subprocess
 from typing import Any
@@ -14,14 +15,19 @@ import openai
 import pytest
 from botocore.config import Config
 
+from llmload.config import load_scenarios
 from llmload.emulator import EmulatorProcess
 from llmload.errors import ErrorKind
 from llmload.metrics import RequestRecord, measure
 from llmload.providers.base import Provider, ProviderSettings
 from llmload.providers.bedrock import BedrockProvider
 from llmload.providers.openai import OpenAIProvider
+from llmload.providers.openai_fast import OpenAIFastProvider
+from llmload.results import BenchmarkScenario
 from llmload.types import EmbeddingRequest
+from llmload.workload import execute
 from tests.conftest import LOCUST, REPO, locust_env
+from tests.raw_http import RawHTTPServer
 
 TEXTS = ["load testing under peak traffic", "time to first token", "percentiles describe the tail"]
 
@@ -142,3 +148,46 @@ def test_headless_embeddings_run(tmp_path, provider: str) -> None:
     assert result["model"] == defaults[provider]
     assert result["requests_ok"] >= 10
     assert result["tokens"]["input_tokens"] > 0 and result["tokens"]["output_tokens"] == 0
+
+
+def _raw_embeddings_server(dimensions: int) -> RawHTTPServer:
+    """An OpenAI-protocol server that answers every embeddings call with one base64 vector of ``dimensions``,
+    whatever was asked: a server that ignores ``dimensions``."""
+    vector = base64.b64encode(struct.pack(f"<{dimensions}f", *([0.5] * dimensions))).decode()
+    body = json.dumps({"object": "list", "model": "m", "usage": {"prompt_tokens": 2, "total_tokens": 2},
+                       "data": [{"object": "embedding", "index": 0, "embedding": vector}]}).encode()
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    return RawHTTPServer(lambda _: head + body)
+
+
+@pytest.mark.parametrize("provider_cls", [OpenAIProvider, OpenAIFastProvider])
+def test_a_vector_of_other_dimensions_than_asked_is_a_failure(provider_cls: type[Provider]) -> None:
+    server = _raw_embeddings_server(3)
+    try:
+        provider = provider_cls(ProviderSettings(base_url=f"{server.url}/v1", emulated=True))
+        wrong = _embed(provider, EmbeddingRequest(model="m", inputs=["a"], encoding_format="base64", dimensions=8))
+        right = _embed(provider, EmbeddingRequest(model="m", inputs=["a"], encoding_format="base64", dimensions=3))
+        provider.close()
+    finally:
+        server.close()
+    assert not wrong.ok and wrong.error_kind == ErrorKind.MALFORMED_STREAM
+    assert "wrong dimensions (asked for 8, got [3])" in (wrong.error_message or "")
+    assert right.ok, right.error_message
+
+
+def test_embedding_scenario_sends_its_dimensions(emulator: EmulatorProcess) -> None:
+    """The shipped ``embedding_base64_256`` scenario: 256-dimension base64 vectors, checked by the adapter."""
+    scenario = load_scenarios(REPO / "config" / "scenarios.yaml")["embedding_base64_256"]
+    assert (scenario.dimensions, scenario.encoding_format) == (256, "base64")
+    for provider_cls in (OpenAIProvider, OpenAIFastProvider):
+        provider = provider_cls(ProviderSettings(base_url=f"{emulator.url}/v1", emulated=True))
+        record = execute(provider, scenario, "text-embedding-3-small", random.Random(0))
+        provider.close()
+        assert record.ok, record.error_message
+    server = _raw_embeddings_server(3)
+    provider = OpenAIProvider(ProviderSettings(base_url=f"{server.url}/v1", emulated=True))
+    short = BenchmarkScenario(name="short", endpoint="embeddings", dimensions=16)
+    assert execute(provider, short, "m", random.Random(0)).error_kind == ErrorKind.MALFORMED_STREAM
+    provider.close()
+    server.close()

@@ -58,6 +58,8 @@ class Truth:
     status: int = 200
     client_port: int | None = None
     """The client's TCP source port: requests with the same port came over one kept-alive connection."""
+    path: str | None = None
+    """The URL path the request came in on (which of a protocol's APIs the client called)."""
 
 
 @dataclass(slots=True)
@@ -200,6 +202,7 @@ class Emulator:
             fault=fault,
             input_tokens=input_tokens,
             client_port=_client_port.get(),
+            path=_request_path.get(),
         )
         self.truth.append(truth)
         tokens = reasoning + tokens
@@ -355,12 +358,14 @@ class Protocol:
 
 
 _client_port: contextvars.ContextVar[int | None] = contextvars.ContextVar("client_port", default=None)
+_request_path: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_path", default=None)
 
 
 @web.middleware
-async def _note_client_port(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _note_client(request: web.Request, handler: Handler) -> web.StreamResponse:
     peer = request.transport.get_extra_info("peername") if request.transport is not None else None
     _client_port.set(peer[1] if isinstance(peer, tuple) and len(peer) >= 2 else None)
+    _request_path.set(request.path)
     try:
         return await handler(request)
     except ConnectionResetError:
@@ -371,7 +376,7 @@ async def _note_client_port(request: web.Request, handler: Handler) -> web.Strea
 
 def build_app(emulator: Emulator, protocols: list[type[Protocol]]) -> web.Application:
     """An aiohttp application serving the given protocols plus the emulator's own ``/_llmload`` endpoints."""
-    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_note_client_port])
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_note_client])
     for protocol_cls in protocols:
         app.add_routes(protocol_cls(emulator).routes())
 

@@ -8,6 +8,7 @@ first ``next()``, where ``llmload.metrics.measure`` starts the clock. Adapters n
 
 from __future__ import annotations
 
+import base64
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -68,6 +69,28 @@ class Provider(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: adapters without pooled connections need nothing
         """Release the SDK client's connections."""
+
+
+def check_embeddings(vectors: list[Any], request: EmbeddingRequest) -> None:
+    """A reply must hold one non-empty vector per input, each of the requested ``dimensions`` when asked for
+    (a base64 vector holds 4 bytes a float32 dimension): a server that answers otherwise did not do the work that
+    was measured."""
+    if len(vectors) != len(request.inputs):
+        raise RequestError(ErrorKind.MALFORMED_STREAM,
+                           f"asked for {len(request.inputs)} embeddings, got {len(vectors)}")
+    sizes = [_vector_size(v) for v in vectors]
+    if not all(sizes) or (request.dimensions and any(size != request.dimensions for size in sizes)):
+        raise RequestError(ErrorKind.MALFORMED_STREAM, "an embedding came back empty or with the wrong dimensions "
+                           f"(asked for {request.dimensions or 'any'}, got {sorted(set(sizes))})")
+
+
+def _vector_size(vector: Any) -> int:
+    if isinstance(vector, str):
+        try:
+            return len(base64.b64decode(vector, validate=True)) // 4
+        except ValueError:
+            return 0
+    return len(vector) if isinstance(vector, list | tuple) else 0
 
 
 def validate_base_url(url: str, provider: str) -> str:

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from llmload.errors import ErrorKind, RequestError
 from llmload.metrics import mark_sent
-from llmload.providers.base import Provider, classify_exception
+from llmload.providers.base import Provider, check_embeddings, classify_exception
 from llmload.secrets import redact
 from llmload.types import ChatRequest, ContentDelta, EmbeddingRequest, StreamEnd, StreamEvent, UsageReport
 
@@ -250,7 +250,7 @@ class BedrockProvider(Provider):
         else:
             vectors = [payload.get("embedding") or []]
             input_tokens = payload.get("inputTextTokenCount")
-        _check_vectors(vectors, len(request.inputs), request.dimensions)
+        check_embeddings(vectors, request)
         yield UsageReport(input_tokens=input_tokens, output_tokens=0)
         yield StreamEnd("stop", embeddings=len(vectors))
 
@@ -271,7 +271,7 @@ class BedrockProvider(Provider):
                 raise classify_bedrock_error(exc) from None
             vectors.append(payload.get("embedding") or [])
             input_tokens += int(payload.get("inputTextTokenCount") or 0)
-        _check_vectors(vectors, len(request.inputs), request.dimensions)
+        check_embeddings(vectors, request)
         yield UsageReport(input_tokens=input_tokens, output_tokens=0)
         yield StreamEnd("stop", embeddings=len(vectors))
 
@@ -359,9 +359,3 @@ def _header_int(response: dict[str, Any], name: str) -> int | None:
     value = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(name)
     return int(value) if value and str(value).isdigit() else None
 
-
-def _check_vectors(vectors: list[Any], expected: int, dimensions: int | None) -> None:
-    if len(vectors) != expected:
-        raise RequestError(ErrorKind.MALFORMED_STREAM, f"asked for {expected} embeddings, got {len(vectors)}")
-    if any(not v for v in vectors) or (dimensions and any(len(v) != dimensions for v in vectors)):
-        raise RequestError(ErrorKind.MALFORMED_STREAM, "an embedding came back empty or with the wrong dimensions")

@@ -24,7 +24,7 @@ import ollama
 
 from llmload.errors import ErrorKind, RequestError, kind_for_status, parse_retry_after
 from llmload.metrics import mark_sent
-from llmload.providers.base import Provider, classify_exception
+from llmload.providers.base import Provider, check_embeddings, classify_exception
 from llmload.secrets import redact
 from llmload.types import ChatRequest, ContentDelta, EmbeddingRequest, StreamEnd, StreamEvent, UsageReport
 
@@ -123,9 +123,7 @@ class OllamaProvider(Provider):
             response = self.client.embed(**kwargs)
         except Exception as exc:
             raise self._classify(exc) from None
-        if len(response.embeddings) != len(request.inputs):
-            raise RequestError(ErrorKind.MALFORMED_STREAM,
-                               f"asked for {len(request.inputs)} embeddings, got {len(response.embeddings)}")
+        check_embeddings(list(response.embeddings), request)
         yield UsageReport(input_tokens=response.prompt_eval_count, output_tokens=0)
         yield StreamEnd("stop", embeddings=len(response.embeddings))
 

@@ -16,7 +16,7 @@ from openai._constants import DEFAULT_CONNECTION_LIMITS
 
 from llmload.errors import ErrorKind, RequestError, kind_for_stream_error
 from llmload.metrics import mark_sent
-from llmload.providers.base import Provider, classify_exception
+from llmload.providers.base import Provider, check_embeddings, classify_exception
 from llmload.providers.transport import ReusingTransport
 from llmload.secrets import redact
 from llmload.types import ChatRequest, ContentDelta, EmbeddingRequest, StreamEnd, StreamEvent, UsageReport
@@ -133,10 +133,7 @@ class OpenAIProvider(Provider):
             response = self.embeddings.create(**kwargs)
         except Exception as exc:
             raise _classify(exc) from None
-        if len(response.data) != len(request.inputs):
-            raise RequestError(
-                ErrorKind.MALFORMED_STREAM, f"asked for {len(request.inputs)} embeddings, got {len(response.data)}"
-            )
+        check_embeddings([item.embedding for item in response.data], request)
         yield UsageReport(input_tokens=response.usage.prompt_tokens, output_tokens=0)
         yield StreamEnd("stop", embeddings=len(response.data))
 

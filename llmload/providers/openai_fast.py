@@ -36,7 +36,7 @@ from llmload.errors import (
     parse_retry_after,
 )
 from llmload.metrics import mark_sent
-from llmload.providers.base import Provider, classify_exception
+from llmload.providers.base import Provider, check_embeddings, classify_exception
 from llmload.providers.openai import OpenAIProvider
 from llmload.secrets import redact
 from llmload.types import ChatRequest, ContentDelta, EmbeddingRequest, StreamEnd, StreamEvent, UsageReport
@@ -129,10 +129,7 @@ class OpenAIFastProvider(Provider):
             if response is not None:
                 _discard_unless_complete(response)
         vectors = data.get("data") or []
-        if len(vectors) != len(request.inputs):
-            raise RequestError(
-                ErrorKind.MALFORMED_STREAM, f"asked for {len(request.inputs)} embeddings, got {len(vectors)}"
-            )
+        check_embeddings([v.get("embedding") if isinstance(v, dict) else None for v in vectors], request)
         yield UsageReport(input_tokens=(data.get("usage") or {}).get("prompt_tokens"), output_tokens=0)
         yield StreamEnd("stop", embeddings=len(vectors))
 
