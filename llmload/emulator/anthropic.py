@@ -52,26 +52,17 @@ def _usage(gen: Generation, output_tokens: int) -> dict[str, Any]:
     }
 
 
-def _answer_index(gen: Generation) -> int:
-    """The answer's content block: 1 behind a thinking block, else 0."""
-    return 1 if gen.reasoning_count else 0
-
-
 def _answer_block(gen: Generation) -> dict[str, Any]:
     if gen.tool_name:
         return {"type": "tool_use", "id": f"toolu_{gen.request_id}", "name": gen.tool_name, "input": {}}
     return {"type": "text", "text": ""}
 
 
-def _signature(gen: Generation) -> str:
-    return f"sig_{gen.request_id}"
-
-
 def thinking_blocks(gen: Generation) -> list[dict[str, Any]]:
     """A non-streamed message's thinking block, ahead of its answer block (none without reasoning)."""
     if not gen.reasoning_count:
         return []
-    return [{"type": "thinking", "thinking": gen.reasoning_text, "signature": _signature(gen)}]
+    return [{"type": "thinking", "thinking": gen.reasoning_text, "signature": gen.reasoning_signature}]
 
 
 def message_head_events(gen: Generation, id_prefix: str = "msg_") -> list[dict[str, Any]]:
@@ -105,11 +96,11 @@ def message_delta_events(gen: Generation, index: int, token: str) -> list[dict[s
     if gen.is_reasoning(index):
         return [{"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": token}}]
     events: list[dict[str, Any]] = []
-    answer_index = _answer_index(gen)
+    answer_index = gen.answer_block
     if answer_index and index == gen.reasoning_count:
         events += [
             {"type": "content_block_delta", "index": 0,
-             "delta": {"type": "signature_delta", "signature": _signature(gen)}},
+             "delta": {"type": "signature_delta", "signature": gen.reasoning_signature}},
             {"type": "content_block_stop", "index": 0},
             {"type": "content_block_start", "index": answer_index, "content_block": _answer_block(gen)},
         ]
@@ -124,7 +115,7 @@ def message_delta_events(gen: Generation, index: int, token: str) -> list[dict[s
 def message_tail_events(gen: Generation) -> list[dict[str, Any]]:
     """``content_block_stop``, ``message_delta`` (cumulative usage) and the terminal ``message_stop``."""
     return [
-        {"type": "content_block_stop", "index": _answer_index(gen)},
+        {"type": "content_block_stop", "index": gen.answer_block},
         {
             "type": "message_delta",
             "delta": {"stop_reason": _stop_reason(gen), "stop_sequence": None},

@@ -127,10 +127,10 @@ class ConverseStreamEncoder(_BedrockEncoder):
             return event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": delta,
                                                      "p": _padding(gen, index)})
         frames = b""
-        answer_index = 1 if gen.reasoning_count else 0
+        answer_index = gen.answer_block
         if answer_index and index == gen.reasoning_count:
             # The reasoning block ends with its signature, then the answer opens a block of its own.
-            signature = {"reasoningContent": {"signature": f"sig_{gen.request_id}"}}
+            signature = {"reasoningContent": {"signature": gen.reasoning_signature}}
             frames += event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": signature,
                                                         "p": _padding(gen, index)})
             frames += event_frame("contentBlockStop", {"contentBlockIndex": 0, "p": _padding(gen, index)})
@@ -145,8 +145,7 @@ class ConverseStreamEncoder(_BedrockEncoder):
             "totalTokens": gen.input_tokens + gen.output_tokens,
         }
         return [
-            event_frame("contentBlockStop", {"contentBlockIndex": 1 if gen.reasoning_count else 0,
-                                             "p": _padding(gen, -2)}),
+            event_frame("contentBlockStop", {"contentBlockIndex": gen.answer_block, "p": _padding(gen, -2)}),
             event_frame("messageStop", {"p": _padding(gen, -3), "stopReason": _stop_reason(gen)}),
             event_frame("metadata", {"metrics": {"latencyMs": _latency_ms(gen)}, "usage": usage}),
         ]
@@ -262,7 +261,7 @@ class BedrockProtocol(Protocol):
         else:
             block = {"text": gen.text}
         reasoning = [{"reasoningContent": {"reasoningText": {"text": gen.reasoning_text,
-                                                             "signature": f"sig_{gen.request_id}"}}}]
+                                                             "signature": gen.reasoning_signature}}}]
         return web.json_response(
             {
                 "output": {"message": {"role": "assistant",

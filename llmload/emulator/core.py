@@ -95,6 +95,17 @@ class Generation:
         return index < self.reasoning_count
 
     @property
+    def answer_block(self) -> int:
+        """The answer's content block index in block-structured protocols (Anthropic, Bedrock): 1 behind a
+        reasoning block, else 0."""
+        return 1 if self.reasoning_count else 0
+
+    @property
+    def reasoning_signature(self) -> str:
+        """The signature that closes a reasoning block (opaque to clients; the real APIs sign the thinking)."""
+        return f"sig_{self.request_id}"
+
+    @property
     def output_tokens(self) -> int:
         return len(self.tokens)
 
