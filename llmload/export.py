@@ -32,6 +32,7 @@ def flatten(result: BenchmarkResult) -> dict[str, Any]:
         "output_tokens_per_s": result.output_tokens_per_s,
         "input_tokens": result.tokens.input_tokens,
         "output_tokens": result.tokens.output_tokens,
+        "reasoning_tokens": result.tokens.reasoning_tokens,
         "total_tokens": result.tokens.total_tokens,
         "cost_usd": result.tokens.cost_usd,
         "cost_per_request_usd": result.cost_per_request_usd,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -233,3 +234,13 @@ def test_matrix_without_prices_has_no_cost_columns() -> None:
     matrix = _section(render([_run(synthetic_result(provider="a", model="m", accuracy=0.9))], inline_js=False),
                       "matrix")
     assert "per request" not in matrix and "passed per $" not in matrix and "accuracy" in matrix
+
+
+def test_reasoning_tokens_show_in_the_matrix_and_the_csv(tmp_path: Path) -> None:
+    run = comparison_run()
+    run.results[0].tokens = dataclasses.replace(run.results[0].tokens, reasoning_tokens=1234)
+    html = render([run], inline_js=False)
+    assert html.count(" reasoning)</span>") == 1 and "(1,234 reasoning)" in html
+    write_csv(run, tmp_path / "result.csv")
+    csv = pd.read_csv(tmp_path / "result.csv")
+    assert csv.loc[0, "reasoning_tokens"] == 1234 and csv["reasoning_tokens"].iloc[1:].eq(0).all()
